@@ -1,0 +1,73 @@
+"""The reward accountant: turns finished trajectories into scored ones.
+
+Verifiers run in a process pool with a timeout, so a slow or crashing verifier cannot stall the run. A
+verifier that raises or times out marks the trajectory failed with the reason; it is never scored 0.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing as mp
+from typing import Any
+
+from actors.common import init_role, torch_threads
+from rewards.base import RewardInput
+from rltrain.types import Trajectory
+
+logger = logging.getLogger(__name__)
+
+
+def _score_one(fn_name: str, sample: RewardInput, kwargs: dict[str, Any]) -> dict[str, float]:
+    from rewards import REWARD_FNS
+
+    return REWARD_FNS.get(fn_name)(sample, **kwargs)
+
+
+class RewardAccountant:
+    """Scores trajectories with a registered reward function."""
+
+    def __init__(self, fn_name: str, kwargs: dict[str, Any], timeout_s: float, num_procs: int) -> None:
+        init_role("accountant", threads=1)
+        from rewards import REWARD_FNS
+
+        REWARD_FNS.get(fn_name)  # fail now, with the list of names, rather than in the pool
+        self.fn_name, self.kwargs, self.timeout_s, self.num_procs = fn_name, dict(kwargs), timeout_s, num_procs
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        # spawn: forking a process that holds Ray's threads can deadlock the child
+        return cf.ProcessPoolExecutor(self.num_procs, mp_context=mp.get_context("spawn"))
+
+    def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
+        """Set `reward` and `reward_terms` on each trajectory, or `failure` when scoring broke."""
+        pending = []
+        for traj in trajectories:
+            if traj.failed:
+                continue
+            sample = RewardInput(messages=traj.messages, task=traj.task_data, turn_rewards=traj.turn_rewards)
+            pending.append((traj, self._pool.submit(_score_one, self.fn_name, sample, self.kwargs)))
+        for traj, future in pending:
+            try:
+                terms = future.result(timeout=self.timeout_s)
+            except cf.TimeoutError:
+                traj.failure = f"reward function {self.fn_name!r} timed out after {self.timeout_s}s (reward.timeout_s)"
+                self._restart_pool()
+            except Exception as err:  # the verifier's own bug: report it on the trajectory, keep the run going
+                traj.failure = f"reward function {self.fn_name!r} raised {type(err).__name__}: {err}"
+            else:
+                traj.reward_terms = {k: float(v) for k, v in terms.items()}
+                traj.reward = sum(traj.reward_terms.values())
+        failed = sum(t.failed for t in trajectories)
+        if failed:
+            logger.warning("%d of %d trajectories failed to score or roll out", failed, len(trajectories))
+        return trajectories
+
+    def _restart_pool(self) -> None:
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.kill()  # a hung verifier never returns; only killing frees its slot
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+
+    def threads(self) -> int:
+        return torch_threads()

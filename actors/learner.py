@@ -1,0 +1,205 @@
+"""Learner ranks: DeepSpeed data-parallel training, algorithm-blind.
+
+Each rank receives its shard of the step's batch, recomputes log-probs, asks the algorithm for the loss of
+each micro-batch and steps the DeepSpeed engine (which accumulates over micro-batches and averages over
+ranks). Rank 0 exports the full weights for the rollout engines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from actors.common import init_role, torch_threads
+from rltrain.algorithms.base import Algorithm, LossInputs
+from rltrain.config.learner import LearnerConfig
+from rltrain.ops import entropy_from_logits, masked_mean, token_logprobs
+from rltrain.types import TrainBatch
+
+logger = logging.getLogger(__name__)
+
+
+class Learner:
+    """One data-parallel rank."""
+
+    def __init__(self, rank: int, world_size: int, master_port: int, model_path: str, cfg: LearnerConfig,
+                 algorithm: Algorithm, gradient_accumulation: int, seed: int) -> None:
+        init_role(f"learner-{rank}", cfg.threads)
+        self.rank, self.world_size, self.cfg, self.algorithm = rank, world_size, cfg, algorithm
+        self.model_path, self.gradient_accumulation, self.seed = model_path, gradient_accumulation, seed
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port), RANK=str(rank),
+                          WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+        if cfg.num_gpus == 0:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        self.steps = 0
+
+    def setup(self) -> int:
+        """Initialise the process group, model, optimizer and (when needed) the reference. Returns #params."""
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(self.seed)
+        backend = "nccl" if self.cfg.num_gpus > 0 else "gloo"
+        deepspeed.init_distributed(dist_backend=backend)
+        self.device = torch.device("cuda", 0) if self.cfg.num_gpus > 0 else torch.device("cpu")
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        if self.cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if self.cfg.lora.r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            lora = self.cfg.lora
+            model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                     target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+        self.tied = bool(getattr(model.config, "tie_word_embeddings", False))
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=params, config=self._ds_config())
+        self.reference = None
+        if self.algorithm.needs_reference:
+            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
+            self.reference.requires_grad_(False)
+        n = sum(p.numel() for p in model.parameters())
+        logger.info("rank %d/%d ready: %.1fM parameters, ZeRO-%d, %s, lora r=%d", self.rank, self.world_size, n / 1e6,
+                    self.cfg.zero_stage, backend, self.cfg.lora.r)
+        return n
+
+    def _ds_config(self) -> dict:
+        cfg = self.cfg
+        config = {
+            "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation,
+            "train_batch_size": cfg.micro_batch_size * self.gradient_accumulation * self.world_size,
+            "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
+                                                      "weight_decay": cfg.weight_decay, "torch_adam": True}},
+            "gradient_clipping": cfg.grad_clip,
+            "zero_optimization": {"stage": cfg.zero_stage},
+            "bf16": {"enabled": cfg.dtype == "bfloat16"},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        if cfg.warmup_steps:
+            config["scheduler"] = {"type": "WarmupLR", "params": {"warmup_min_lr": 0.0, "warmup_max_lr": cfg.lr,
+                                                                 "warmup_num_steps": cfg.warmup_steps, "warmup_type": "linear"}}
+        return config
+
+    def _logprobs(self, model: torch.nn.Module, batch: TrainBatch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs aligned with `input_ids` (entry 0 of each row is 0), and optionally entropy."""
+        ids = batch.input_ids.to(self.device)
+        logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False).logits  # (B, T, V)
+        logprobs = torch.nn.functional.pad(token_logprobs(logits[:, :-1], ids[:, 1:]), (1, 0))  # (B, T)
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = torch.nn.functional.pad(entropy_from_logits(logits[:, :-1].detach()), (1, 0))
+        return logprobs, entropy
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
+        parts = [self._logprobs(model, part)[0] for part in batch.split(len(batch) // self.cfg.micro_batch_size)]
+        width = batch.input_ids.shape[1]
+        return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]).cpu()
+
+    def update(self, batch: TrainBatch, mini_batches: int) -> dict[str, float]:
+        """Train on this rank's shard: `epochs` passes of `mini_batches` optimizer steps each."""
+        t0 = time.perf_counter()
+        self.engine.train()
+        single_pass = mini_batches * self.algorithm.epochs == 1
+        # With one optimizer step per batch the policy is unchanged until that step, so the forward pass's own
+        # (detached) log-probs are the old log-probs; otherwise they are recomputed once before any update.
+        old_all = None if single_pass else self._frozen_logprobs(self.engine.module, batch)
+        ref_all = self._frozen_logprobs(self.reference, batch) if self.reference is not None else None
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        generator = torch.Generator().manual_seed(self.seed + self.steps)
+        for _ in range(self.algorithm.epochs):
+            order = torch.randperm(len(batch), generator=generator) if not single_pass else torch.arange(len(batch))
+            for mini in order.chunk(mini_batches):
+                for rows in mini.chunk(self.gradient_accumulation):
+                    micro = batch.select(rows)
+                    width = micro.input_ids.shape[1]
+                    policy_logprobs, entropy = self._logprobs(self.engine, micro, with_entropy=True)
+                    old = policy_logprobs.detach() if old_all is None else old_all[rows, :width].to(self.device)
+                    ref = None if ref_all is None else ref_all[rows, :width].to(self.device)
+                    mask = micro.loss_mask.to(self.device)
+                    loss, metrics = self.algorithm.loss(LossInputs(
+                        policy_logprobs=policy_logprobs, old_logprobs=old, rollout_logprobs=micro.rollout_logprobs.to(self.device),
+                        ref_logprobs=ref, entropy=entropy, advantages=micro.advantages.to(self.device), loss_mask=mask))
+                    self.engine.backward(loss)
+                    self.engine.step()
+                    metrics["learner/entropy"] = masked_mean(entropy, mask)
+                    metrics["learner/logprob_mismatch"] = masked_mean((old - micro.rollout_logprobs.to(self.device)).abs(), mask)
+                    metrics["learner/loss"] = loss.detach()
+                    if mask.any():  # filler micro-batches (all rows failed) carry no information
+                        for key, value in metrics.items():
+                            sums[key] += float(value)
+                            counts[key] += 1
+        self.steps += 1
+        out = {k: sums[k] / counts[k] for k in sums}
+        out["learner/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        out["time/learner_update_s"] = time.perf_counter() - t0
+        return out
+
+    def full_state_dict(self, dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
+        """The full (merged, gathered) weights under HF names; on rank 0 only, None elsewhere."""
+        import deepspeed
+
+        module = self.engine.module
+        params = list(module.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=self.cfg.zero_stage == 3):
+            if self.rank != 0:
+                return None
+            if self.cfg.lora.r > 0:
+                module.merge_adapter()
+                try:
+                    state = {k.replace(".base_layer", ""): v for k, v in module.get_base_model().state_dict().items() if "lora_" not in k}
+                finally:
+                    module.unmerge_adapter()
+            else:
+                state = module.state_dict()
+            out = {k: v.detach().to(dtype).contiguous().clone() for k, v in state.items()}
+        if self.tied:
+            out.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses shared tensors
+        return out
+
+    def export_weights(self, folder: str, dtype: str) -> float | None:
+        """Write the full weights to `folder/model.safetensors` (rank 0); returns seconds, None on other ranks."""
+        from safetensors.torch import save_file
+
+        t0 = time.perf_counter()
+        state = self.full_state_dict(getattr(torch, dtype))
+        if state is None:
+            return None
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tmp = Path(folder) / "model.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.rename(Path(folder) / "model.safetensors")  # readers never see a half-written file
+        return time.perf_counter() - t0
+
+    def save_hf(self, out_dir: str) -> str | None:
+        """Save the current weights as an HF folder (config, safetensors, tokenizer) from rank 0."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        state = self.full_state_dict(torch.float32)
+        if state is None:
+            return None
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        model.load_state_dict(state, strict=not self.tied)
+        model.save_pretrained(out_dir)
+        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(out_dir)
+        return out_dir
+
+    @torch.no_grad()
+    def sequence_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Log-probs of fixed sequences under the current weights (for sync checks and probes)."""
+        self.engine.eval()
+        batch = TrainBatch(input_ids, attention_mask, attention_mask.bool(), torch.zeros(input_ids.shape),
+                           torch.zeros(input_ids.shape), torch.zeros(len(input_ids)))
+        return self._logprobs(self.engine.module, batch)[0].cpu()
+
+    def threads(self) -> int:
+        return torch_threads()

@@ -1,0 +1,74 @@
+"""Rollout workers: one inference engine each, many episodes in flight, versioned weight updates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from actors.common import init_role, torch_threads
+from rltrain.agent import ChatRenderer, run_episode
+from rltrain.config.env import EnvConfig
+from rltrain.config.rollout import RolloutConfig
+from rltrain.engines import make_engine
+from rltrain.engines.base import Sampling
+from rltrain.envs import make_env
+from rltrain.types import Task, Trajectory
+
+logger = logging.getLogger(__name__)
+
+
+class RolloutWorker:
+    """Plays episodes of one environment with one engine."""
+
+    def __init__(self, rank: int, model_path: str, cfg: RolloutConfig, env_cfg: EnvConfig, max_model_len: int) -> None:
+        init_role(f"rollout-{rank}", cfg.threads)
+        self.rank, self.cfg, self.env_cfg, self.max_model_len = rank, cfg, env_cfg, max_model_len
+        self.model_path = model_path
+        make_env(env_cfg.name, env_cfg.kwargs)  # bad env kwargs fail here, before the engine loads
+        self.engine = make_engine(cfg.engine, model_path, dtype=cfg.dtype, max_model_len=max_model_len,
+                                  gpu_memory_utilization=cfg.gpu_memory_utilization, kv_cache_gib=cfg.kv_cache_gib,
+                                  seed=cfg.seed + rank)
+        self._limit = asyncio.Semaphore(cfg.max_concurrent_episodes)
+
+    async def start(self) -> str:
+        """Load the engine; returns its class name."""
+        from transformers import AutoTokenizer
+
+        t0 = time.perf_counter()
+        self.renderer = ChatRenderer(AutoTokenizer.from_pretrained(self.model_path))
+        await self.engine.start()
+        logger.info("engine %s ready in %.1fs", type(self.engine).__name__, time.perf_counter() - t0)
+        return type(self.engine).__name__
+
+    async def rollout(self, tasks: list[Task], group_ids: list[int], n: int, greedy: bool = False) -> list[Trajectory]:
+        """`n` episodes of each task, all in flight at once (bounded by max_concurrent_episodes)."""
+        sampling = Sampling(
+            max_new_tokens=self.cfg.max_new_tokens,
+            temperature=0.0 if greedy else self.cfg.temperature,
+            top_p=1.0 if greedy else self.cfg.top_p,
+            stop_token_ids=(self.renderer.end_of_turn_id,),
+        )
+
+        async def one(task: Task, group_id: int) -> Trajectory:
+            async with self._limit:
+                return await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
+                                         env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
+                                         max_turns=self.env_cfg.max_turns, max_model_len=self.max_model_len)
+
+        return list(await asyncio.gather(*(one(t, g) for t, g in zip(tasks, group_ids) for _ in range(n))))
+
+    async def load_weights(self, folder: str, version: int) -> float:
+        """Load weights `version` from `folder`; returns the seconds it took."""
+        t0 = time.perf_counter()
+        await self.engine.load_weights(folder, version)
+        return time.perf_counter() - t0
+
+    async def shutdown(self) -> None:
+        await self.engine.shutdown()
+
+    def threads(self) -> int:
+        return torch_threads()
+
+    def version(self) -> int:
+        return self.engine.version

@@ -1,0 +1,97 @@
+"""The agent loop: one episode is (generate -> environment step) until done, with exact token accounting.
+
+A single-turn task is the one-step case of the same loop. Text is tokenized once, through the chat template:
+the opening messages become `prompt_ids`; each later environment message becomes the template's delta
+between the conversation before and after it, appended with loss mask 0. The policy's own tokens are the
+engine's ids, appended verbatim with loss mask 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rltrain.engines.base import RolloutEngine, Sampling
+from rltrain.envs.base import TextEnv
+from rltrain.types import Task, Trajectory
+
+logger = logging.getLogger(__name__)
+
+
+class ChatRenderer:
+    """Chat template <-> token ids, for one tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.end_of_turn_id: int = tokenizer.eos_token_id
+
+    def _text(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The opening messages, ending with the assistant generation prompt."""
+        return self.encode(self._text(messages, generation_prompt=True))
+
+    def continuation_ids(self, history: list[dict[str, str]], message: dict[str, str]) -> list[int]:
+        """Tokens that follow the last assistant turn (which ended with end-of-turn) for a new message, up to
+        and including the next assistant generation prompt."""
+        before = self._text(history, generation_prompt=False)
+        after = self._text([*history, message], generation_prompt=True)
+        if not after.startswith(before):
+            raise ValueError("the chat template rewrites earlier turns; multi-turn token accounting needs a prefix-stable template")
+        delta = after[len(before):]
+        # The policy's own end-of-turn token is already in the trajectory.
+        end = self.tokenizer.eos_token
+        return self.encode(delta[len(end):] if delta.startswith(end) else delta)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+async def run_episode(
+    engine: RolloutEngine,
+    env: TextEnv,
+    renderer: ChatRenderer,
+    task: Task,
+    *,
+    env_name: str,
+    group_id: int,
+    sampling: Sampling,
+    max_turns: int,
+    max_model_len: int,
+) -> Trajectory:
+    """Play one episode of `env` on `task`; environment errors mark the trajectory failed, never reward 0."""
+    messages, _ = env.reset(task)
+    traj = Trajectory(task_id=task.task_id, group_id=group_id, env=env_name, prompt_ids=renderer.prompt_ids(messages),
+                      messages=list(messages), task_data=dict(task.data), weight_version=engine.version)
+    for turn in range(max_turns):
+        room = max_model_len - len(traj.prompt_ids) - len(traj.response_ids)
+        if room <= 0:
+            traj.finish_reason = "max_model_len"
+            break
+        turn_sampling = Sampling(min(sampling.max_new_tokens, room), sampling.temperature, sampling.top_p, sampling.stop_token_ids)
+        gen = await engine.generate(traj.prompt_ids + traj.response_ids, turn_sampling)
+        traj.append(gen.token_ids, policy=True, logprobs=gen.logprobs)
+        traj.messages.append({"role": "assistant", "content": renderer.decode(gen.token_ids)})
+        traj.finish_reason = gen.finish_reason
+        try:
+            result = await env.astep(traj.messages[-1]["content"])
+        except Exception as err:  # an environment crash is an infrastructure failure, not a bad answer
+            traj.failure = f"environment {env_name} raised {type(err).__name__}: {err}"
+            logger.warning("episode %s failed: %s", task.task_id, traj.failure)
+            break
+        traj.turn_rewards.append(float(result.reward))
+        if result.terminated or result.truncated or result.observation is None:
+            break
+        if gen.finish_reason != "stop":
+            traj.finish_reason = "length"  # a cut-off turn cannot be continued faithfully
+            break
+        observation = {"role": "user", "content": result.observation}
+        traj.append(renderer.continuation_ids(traj.messages, observation), policy=False)
+        traj.messages.append(observation)
+        if turn == max_turns - 1:
+            traj.finish_reason = "max_turns"
+    return traj

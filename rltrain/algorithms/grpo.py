@@ -1,0 +1,63 @@
+"""GRPO: group-normalised outcome advantages with the PPO-clip loss (spec §7.2 A4, §7.3 P1-P2).
+
+Each task is sampled `group_size` times; a trajectory's score is standardised within its group and given
+to every policy token of the trajectory. The loss is PPO-clip with clip-low/clip-high and dual clip, an
+optional KL-to-reference term and an optional entropy bonus, reduced by the configured aggregation.
+Shao et al. 2024, "DeepSeekMath" (arXiv 2402.03300); DAPO (arXiv 2503.14476) for clip-higher.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rltrain.algorithms.base import ALGORITHMS, Algorithm, LossInputs
+from rltrain.batching import pad_trajectories
+from rltrain.config.grpo import GRPOConfig
+from rltrain.ops import aggregate_loss, grpo_outcome_advantages, kl_penalty, ppo_clip_loss
+from rltrain.types import TrainBatch, Trajectory
+
+
+@ALGORITHMS.register("grpo")
+class GRPO(Algorithm):
+    """Group Relative Policy Optimisation."""
+
+    def __init__(self, cfg: GRPOConfig) -> None:
+        self.cfg = cfg
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.cfg.kl_coef > 0
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.epochs
+
+    def make_batch(self, trajectories: list[Trajectory], pad_id: int) -> tuple[TrainBatch, dict[str, float]]:
+        scores = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
+        group_ids = torch.tensor([t.group_id for t in trajectories])
+        advantages = grpo_outcome_advantages(scores, group_ids, norm_by_std=self.cfg.norm_adv_by_std)  # (B,)
+        token_adv = [[float(a)] * len(t.response_ids) for a, t in zip(advantages, trajectories)]
+        batch = pad_trajectories(trajectories, token_adv, pad_id)
+        zero_groups = _groups_without_signal(scores, group_ids)
+        return batch, {"grpo/adv_abs_mean": float(advantages.abs().mean()), "grpo/zero_std_group_frac": zero_groups}
+
+    def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        loss, metrics = ppo_clip_loss(inputs.policy_logprobs, inputs.old_logprobs, inputs.advantages, inputs.loss_mask,
+                                      cfg.clip_low, cfg.clip_high, cfg.dual_clip_c, cfg.loss_agg)
+        metrics = {f"learner/{k}": v for k, v in metrics.items()}
+        metrics["learner/pg_loss"] = loss.detach()
+        if inputs.ref_logprobs is not None:
+            kl = aggregate_loss(kl_penalty(inputs.policy_logprobs, inputs.ref_logprobs, cfg.kl_estimator), inputs.loss_mask, cfg.loss_agg)
+            loss = loss + cfg.kl_coef * kl
+            metrics["learner/kl"] = kl.detach()
+        if cfg.entropy_coef and inputs.entropy is not None:
+            loss = loss - cfg.entropy_coef * aggregate_loss(inputs.entropy, inputs.loss_mask, cfg.loss_agg)
+        return loss, metrics
+
+
+def _groups_without_signal(scores: torch.Tensor, group_ids: torch.Tensor) -> float:
+    """Fraction of groups whose scores are all equal: they carry no GRPO gradient."""
+    groups = group_ids.unique()
+    flat = sum(bool((scores[group_ids == g] == scores[group_ids == g][0]).all()) for g in groups)
+    return flat / max(1, len(groups))

@@ -1,0 +1,59 @@
+"""Trajectories -> padded tensors. Shared by every algorithm's `make_batch`."""
+
+from __future__ import annotations
+
+import torch
+
+from rltrain.types import TrainBatch, Trajectory
+
+
+def pad_trajectories(trajectories: list[Trajectory], token_advantages: list[list[float]], pad_id: int) -> TrainBatch:
+    """Right-pad prompt+response rows; per-token fields are aligned with `input_ids`.
+
+    Args:
+        trajectories: scored trajectories, one row each.
+        token_advantages: per response token advantage of each trajectory (same length as its response).
+        pad_id: token id used for padding (masked out everywhere).
+    """
+    width = max(len(t.prompt_ids) + len(t.response_ids) for t in trajectories)
+    rows = len(trajectories)
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((rows, width), dtype=torch.long)
+    loss_mask = torch.zeros((rows, width), dtype=torch.bool)
+    advantages = torch.zeros((rows, width), dtype=torch.float32)
+    rollout_logprobs = torch.zeros((rows, width), dtype=torch.float32)
+    for i, (traj, adv) in enumerate(zip(trajectories, token_advantages)):
+        p, r = len(traj.prompt_ids), len(traj.response_ids)
+        input_ids[i, : p + r] = torch.tensor(traj.prompt_ids + traj.response_ids)
+        attention_mask[i, : p + r] = 1
+        loss_mask[i, p : p + r] = torch.tensor(traj.loss_mask, dtype=torch.bool)
+        advantages[i, p : p + r] = torch.tensor(adv, dtype=torch.float32)
+        rollout_logprobs[i, p : p + r] = torch.tensor(traj.rollout_logprobs, dtype=torch.float32)
+    rewards = torch.tensor([t.reward if t.reward is not None else 0.0 for t in trajectories], dtype=torch.float32)
+    return TrainBatch(input_ids, attention_mask, loss_mask, advantages * loss_mask, rollout_logprobs * loss_mask, rewards)
+
+
+def fill_to(batch: TrainBatch, size: int) -> TrainBatch:
+    """Grow a batch to `size` rows with fully masked copies of its first row.
+
+    Failed trajectories are dropped before batching; the filler rows keep the configured batch arithmetic
+    (ranks x micro-batches) intact and contribute nothing to the loss.
+    """
+    missing = size - len(batch)
+    if missing <= 0:
+        return batch
+    filler = batch.select(torch.zeros(missing, dtype=torch.long))
+    fields = {}
+    for name in ("input_ids", "attention_mask", "loss_mask", "advantages", "rollout_logprobs"):
+        pad = torch.zeros_like(getattr(filler, name))
+        if name in ("input_ids", "attention_mask"):
+            pad = getattr(filler, name)  # keep real tokens so the forward pass is well defined
+        a, b = getattr(batch, name), pad
+        w = max(a.shape[1], b.shape[1])
+        fields[name] = torch.cat([_pad_cols(a, w), _pad_cols(b, w)])
+    fields["sequence_rewards"] = torch.cat([batch.sequence_rewards, torch.zeros(missing)])
+    return TrainBatch(**fields)
+
+
+def _pad_cols(x: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(x, (0, width - x.shape[1]))

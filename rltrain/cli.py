@@ -1,0 +1,92 @@
+"""`rltrain` command line: train, and the config reference."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+
+EXAMPLES = """\
+examples:
+  rltrain train launch/configs/quickstart.yaml
+      GRPO on the embedded SmolLM2-135M-Instruct, single-digit addition, about 10 minutes on 2 CPU cores.
+  rltrain train launch/configs/quickstart.yaml trainer.steps=5 learner.lr=5e-6
+      The same with dotted overrides (any key of the config; values are YAML).
+  rltrain train my.yaml model.name=/path/to/hf_folder rollout.num_workers=2 learner.num_learners=2
+      Your own model folder, two vLLM workers and two DeepSpeed ranks.
+  rltrain train launch/configs/quickstart.yaml --dry-run
+      Validate and print the resolved config; start nothing.
+  rltrain train --help-config
+      Every config key with its default and meaning.
+
+outputs go to <trainer.output_dir>/<trainer.name>/: config.yaml, metrics.jsonl, trajectories.jsonl,
+eval_before.jsonl, eval_after.jsonl, summary.json and final/ (an HF model folder).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rltrain", description="Ray-based reinforcement learning for LLM agents.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = sub.add_parser("train", help="run a training job from a YAML config", epilog=EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Validate the config, start a Ray cluster (or join ray.address), train, evaluate.")
+    train.add_argument("config", nargs="?", help="YAML config, e.g. launch/configs/quickstart.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. learner.lr=1e-6")
+    train.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, then exit")
+    train.add_argument("--help-config", action="store_true", help="list every config key with its default and meaning")
+    return parser
+
+
+def _print_config_help() -> None:
+    from rltrain.config import RunConfig, describe
+
+    for key, default, doc in describe(RunConfig):
+        print(f"{key} = {default}")
+        if doc:
+            print(textwrap.indent(textwrap.fill(doc, 96), "    "))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command != "train":
+        _parser().print_help()
+        return 0 if args.command is None else 2
+    if args.help_config:
+        _print_config_help()
+        return 0
+    if not args.config:
+        print("rltrain train: give a config file, e.g. rltrain train launch/configs/quickstart.yaml", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s driver %(levelname)s %(name)s: %(message)s")
+    import yaml
+
+    from rltrain.config import ConfigError, load_config, to_dict
+    from rltrain.groups import RoleFailed
+    from rltrain.models import ModelNotFoundError
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.dry_run:
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            return 0
+        from rltrain.driver import train
+
+        summary = train(cfg)
+    except (ConfigError, ModelNotFoundError) as err:
+        print(f"rltrain: config error: {err}", file=sys.stderr)
+        return 2
+    except RoleFailed as err:
+        print(f"rltrain: run stopped: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rltrain: interrupted; all actors were stopped", file=sys.stderr)
+        return 130
+    print(yaml.safe_dump(summary, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""GRPO's own settings (spec §1.7, §1.8, §7.2, §7.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rltrain.config.loader import check
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    norm_adv_by_std: bool = True
+    """Divide group-centred scores by the group's (unbiased) std; False gives Dr. GRPO's mean-only centring."""
+    clip_low: float = 0.2
+    """PPO clip below: ratio >= 1 - clip_low (spec §7.3 P1)."""
+    clip_high: float = 0.2
+    """PPO clip above: ratio <= 1 + clip_high; DAPO's clip-higher uses 0.28."""
+    dual_clip_c: float | None = 3.0
+    """Dual-clip bound for negative advantages (> 1), or null to disable (UserRL 3.0, xRouter 10.0)."""
+    kl_coef: float = 0.0
+    """beta of the KL-to-reference loss term; 0 skips the reference model entirely."""
+    kl_estimator: Literal["k1", "k2", "k3", "low_var_kl"] = "low_var_kl"
+    """KL estimator for the loss term (verl names)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient (0 in UserRL and xRouter)."""
+    loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    """How per-token losses are reduced; see `rltrain.ops.aggregate` for each mode's length bias."""
+    epochs: int = 1
+    """Passes over each step's batch (ppo_epochs)."""
+
+    def __post_init__(self) -> None:
+        check(0 <= self.clip_low < 1, f"algorithm.grpo.clip_low={self.clip_low} must be in [0, 1)")
+        check(self.clip_high >= 0, f"algorithm.grpo.clip_high={self.clip_high} must be >= 0")
+        check(self.dual_clip_c is None or self.dual_clip_c > 1,
+              f"algorithm.grpo.dual_clip_c={self.dual_clip_c} must be > 1, or null to disable dual clip")
+        check(self.kl_coef >= 0, f"algorithm.grpo.kl_coef={self.kl_coef} must be >= 0")
+        check(self.epochs >= 1, f"algorithm.grpo.epochs={self.epochs} must be >= 1")

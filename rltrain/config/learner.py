@@ -1,0 +1,65 @@
+"""The learner group: DeepSpeed ranks, optimizer, micro-batching and LoRA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rltrain.config.loader import check
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 0
+    """LoRA rank; 0 trains all weights."""
+    alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    """Module names that get adapters."""
+
+    def __post_init__(self) -> None:
+        check(self.r >= 0, f"learner.lora.r={self.r} must be >= 0 (0 disables LoRA)")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    num_learners: int = 1
+    """Data-parallel learner ranks (DeepSpeed world size)."""
+    num_cpus: float = 1.0
+    """Logical Ray CPUs reserved per learner rank."""
+    num_gpus: float = 0.0
+    """GPUs per learner rank; 0 trains on CPU with the gloo backend."""
+    threads: int = 2
+    """torch threads per learner rank. Ray leaves actors with 1 thread."""
+    zero_stage: int = 2
+    """DeepSpeed ZeRO stage: 0, 1, 2 or 3."""
+    dtype: str = "float32"
+    """Master weight dtype on the learner: float32, or bfloat16 (DeepSpeed bf16 mode)."""
+    lr: float = 1e-6
+    """AdamW learning rate (constant schedule after warmup)."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear warmup."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (UserRL 0.01)."""
+    betas: tuple[float, ...] = (0.9, 0.999)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Gradient norm clip (0 disables)."""
+    mini_batch_size: int | None = None
+    """Trajectories per optimizer step, across all ranks. Default: the whole step's batch (one update)."""
+    micro_batch_size: int = 8
+    """Trajectories per forward/backward on one rank; lower it if memory runs out."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters through peft; weight sync then sends merged weights."""
+
+    def __post_init__(self) -> None:
+        check(self.num_learners >= 1, f"learner.num_learners={self.num_learners} must be >= 1")
+        check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage={self.zero_stage} must be 0, 1, 2 or 3")
+        check(self.dtype in ("float32", "bfloat16"), f"learner.dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
+        check(self.lr > 0, f"learner.lr={self.lr} must be > 0")
+        check(self.micro_batch_size >= 1, f"learner.micro_batch_size={self.micro_batch_size} must be >= 1")
+        check(self.threads >= 1, f"learner.threads={self.threads} must be >= 1")
+        check(len(self.betas) == 2, f"learner.betas={list(self.betas)} must hold two numbers, e.g. [0.9, 0.999]")

@@ -1,0 +1,134 @@
+"""The whole run's config: one section per role, composed and cross-checked before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rltrain.config.env import EnvConfig
+from rltrain.config.grpo import GRPOConfig
+from rltrain.config.learner import LearnerConfig
+from rltrain.config.loader import apply_overrides, build, check, load_yaml
+from rltrain.config.model import ModelConfig
+from rltrain.config.reward import RewardConfig
+from rltrain.config.rollout import RolloutConfig
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    name: str = "run"
+    """Run name; outputs go to `<output_dir>/<name>/`."""
+    output_dir: str = "runs"
+    """Folder that holds run folders."""
+    steps: int = 10
+    """Training steps (rollout -> score -> update -> sync)."""
+    prompts_per_step: int = 4
+    """Distinct tasks per step."""
+    group_size: int = 4
+    """Samples per task (GRPO group, `n`)."""
+    seed: int = 0
+    """Seed for task sampling, engines and learners."""
+    log_every: int = 1
+    """Print a metrics line every this many steps (JSONL gets every step)."""
+    save_final: bool = True
+    """Save the trained weights as an HF folder at `<run>/final/` when the run ends."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.name) and "/" not in self.name, f"trainer.name={self.name!r} must be a non-empty name without '/'")
+        check(self.steps >= 0, f"trainer.steps={self.steps} must be >= 0")
+        check(self.prompts_per_step >= 1, f"trainer.prompts_per_step={self.prompts_per_step} must be >= 1")
+        check(self.group_size >= 1, f"trainer.group_size={self.group_size} must be >= 1")
+        check(self.log_every >= 1, f"trainer.log_every={self.log_every} must be >= 1")
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.prompts_per_step * self.group_size
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = "grpo"
+    """Registered algorithm (see `rltrain.algorithms.ALGORITHMS`)."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    """Settings used when name=grpo."""
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None
+    """Existing cluster to join (`auto` or `ray://host:10001`); null starts a private local one."""
+    num_cpus: int | None = None
+    """Logical CPUs for a local cluster; default: enough for every role (Ray's count is logical)."""
+    dashboard: bool = True
+    """Start the Ray dashboard with a local cluster."""
+    dashboard_host: str = "127.0.0.1"
+    """Dashboard bind address; localhost unless you mean to expose it."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """The training loop: steps, batch shape, seed, outputs."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy model."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment and its tasks."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Rollout workers and sampling."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """The reward accountant."""
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    """The learning algorithm."""
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    """The learner group."""
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Where the actors run."""
+
+    def __post_init__(self) -> None:
+        self._check_batch_arithmetic()
+        if self.learner.lora.r > 0 and self.learner.zero_stage == 3:
+            raise_config("learner.lora.r>0 with learner.zero_stage=3 is not supported; use zero_stage=2 with LoRA")
+
+    @property
+    def mini_batch_size(self) -> int:
+        return self.learner.mini_batch_size or self.trainer.samples_per_step
+
+    @property
+    def gradient_accumulation(self) -> int:
+        return self.mini_batch_size // (self.learner.num_learners * self.learner.micro_batch_size)
+
+    def _check_batch_arithmetic(self) -> None:
+        samples, mini = self.trainer.samples_per_step, self.mini_batch_size
+        ranks, micro = self.learner.num_learners, self.learner.micro_batch_size
+        check(
+            samples % mini == 0,
+            f"learner.mini_batch_size={mini} must divide the step's batch, trainer.prompts_per_step x "
+            f"trainer.group_size = {samples}; try learner.mini_batch_size={_divisor_near(samples, mini)}",
+        )
+        check(
+            mini % (ranks * micro) == 0,
+            f"each optimizer step's {mini} trajectories must split evenly over learner.num_learners={ranks} ranks "
+            f"in micro-batches of learner.micro_batch_size={micro} ({mini} is not a multiple of {ranks * micro}); "
+            f"try learner.micro_batch_size={_divisor_near(mini // ranks if mini % ranks == 0 else 1, micro)}"
+            + ("" if mini % ranks == 0 else f" and a mini batch that is a multiple of {ranks}"),
+        )
+
+
+def raise_config(message: str) -> None:
+    check(False, message)
+
+
+def _divisor_near(total: int, wanted: int) -> int:
+    """The largest divisor of `total` not above `wanted` (at least 1): the suggested fix in errors."""
+    return max(d for d in range(1, max(1, min(total, wanted)) + 1) if total % d == 0)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load YAML (or nothing, for all defaults), apply dotted overrides, validate everything."""
+    data: dict[str, Any] = load_yaml(path) if path is not None else {}
+    return build(RunConfig, apply_overrides(data, list(overrides)))

@@ -1,0 +1,252 @@
+"""The driver: validate, start the roles, then loop generate -> score -> batch -> update -> sync -> log.
+
+It holds no model weights and moves no large tensors itself beyond the step's padded batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rltrain.algorithms import Algorithm, build_algorithm
+from rltrain.batching import fill_to
+from rltrain.config import RunConfig, to_dict
+from rltrain.config.loader import ConfigError
+from rltrain.envs import ENVIRONMENTS, TextEnv, make_env
+from rltrain.models import resolve_model
+from rltrain.types import Trajectory
+
+logger = logging.getLogger("rltrain.driver")
+
+
+@dataclass
+class Prepared:
+    """Everything checked and resolved before Ray starts."""
+
+    cfg: RunConfig
+    model_path: str
+    env: TextEnv
+    algorithm: Algorithm
+    reward_fn: str
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Check names and resolve the model before any actor starts; raise ConfigError/ModelNotFoundError."""
+    from rewards import REWARD_FNS
+
+    for registry, name, key in ((ENVIRONMENTS, cfg.env.name, "env.name"),):
+        if name not in registry:
+            raise ConfigError(f"{key}={name!r} is not registered; choose one of: {', '.join(registry)}")
+    try:
+        algorithm = build_algorithm(cfg.algorithm)
+    except (KeyError, AttributeError) as err:
+        raise ConfigError(f"algorithm.name={cfg.algorithm.name!r}: {err}") from err
+    env = make_env(cfg.env.name, cfg.env.kwargs)
+    reward_fn = cfg.reward.fn or env.reward_fn
+    if reward_fn is None or reward_fn not in REWARD_FNS:
+        raise ConfigError(f"reward.fn={reward_fn!r} is not a registered reward function; choose one of: {', '.join(REWARD_FNS)}")
+    if cfg.rollout.engine == "vllm":
+        from rltrain.engines import vllm_available
+
+        if not vllm_available():
+            raise ConfigError("rollout.engine=vllm but vLLM is not installed; pip install -e '.[cpu]' or set rollout.engine=transformers")
+    model_path = str(resolve_model(cfg.model.name, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
+    return Prepared(cfg, model_path, env, algorithm, reward_fn)
+
+
+def required_cpus(cfg: RunConfig) -> float:
+    return cfg.rollout.num_workers * cfg.rollout.num_cpus + cfg.learner.num_learners * cfg.learner.num_cpus + 0.5
+
+
+def start_ray(cfg: RunConfig, temp_dir: str | None = None) -> None:
+    """Join `ray.address`, or start a private local cluster sized for every role; then check resources."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, localhost-only cluster; real clusters set token auth
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus or max(int(required_cpus(cfg) + 0.999), os.cpu_count() or 1),
+                 include_dashboard=cfg.ray.dashboard, dashboard_host=cfg.ray.dashboard_host, _temp_dir=temp_dir,
+                 log_to_driver=True)
+    check_resources(cfg, ray.cluster_resources())
+
+
+def check_resources(cfg: RunConfig, available: dict[str, float]) -> None:
+    """Compare what the roles request with the cluster; raise ConfigError naming the keys to change."""
+    cpus, have_cpus = required_cpus(cfg), available.get("CPU", 0.0)
+    if cpus > have_cpus:
+        raise ConfigError(f"the roles need {cpus:g} CPUs (rollout.num_workers x rollout.num_cpus + learner.num_learners x "
+                          f"learner.num_cpus + 0.5 for the accountant) but the cluster has {have_cpus:g}; lower those keys or "
+                          f"set ray.num_cpus (Ray's CPU count is logical)")
+    gpus = cfg.rollout.num_workers * cfg.rollout.num_gpus + cfg.learner.num_learners * cfg.learner.num_gpus
+    if gpus > available.get("GPU", 0.0):
+        raise ConfigError(f"the roles need {gpus:g} GPUs but the cluster has {available.get('GPU', 0.0):g}; set "
+                          f"rollout.num_gpus=0 and learner.num_gpus=0 to run on CPU, or join a GPU cluster with ray.address")
+
+
+class MetricsLog:
+    """Per-step metrics to JSONL (every step) and to the console log (every `log_every` steps)."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if step % self.every == 0:
+            keys = ("reward/mean", "reward/correct_rate", "learner/kl", "learner/entropy", "learner/clip_frac",
+                    "learner/logprob_mismatch", "rollout/response_len", "time/step_s", "time/sync_s")
+            logger.info("step %d | %s", step, " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
+
+
+def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, float]:
+    """Reward mean/std, the rate of each positive reward term, response length and failures."""
+    scored = [t for t in trajectories if not t.failed]
+    out: dict[str, float] = {f"{prefix}/failed": float(len(trajectories) - len(scored))}
+    if not scored:
+        return out
+    rewards = [t.reward for t in scored]
+    mean = sum(rewards) / len(rewards)
+    out[f"{prefix}/mean"] = mean
+    out[f"{prefix}/std"] = (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5
+    for term in scored[0].reward_terms:
+        out[f"{prefix}/{term}_rate"] = sum(t.reward_terms.get(term, 0.0) > 0 for t in scored) / len(scored)
+    return out
+
+
+class Trainer:
+    """Owns the actor groups for one run and executes the loop."""
+
+    def __init__(self, prep: Prepared, run_dir: Path) -> None:
+        from rltrain.groups import LearnerGroup, RolloutGroup, make_accountant
+
+        cfg = self.cfg = prep.cfg
+        self.prep, self.run_dir = prep, run_dir
+        tag = cfg.trainer.name
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(prep.model_path)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._stack = ExitStack()
+        logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
+        self.accountant = make_accountant(cfg, prep.reward_fn, tag)
+        logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
+        self.rollouts = RolloutGroup(cfg, prep.model_path, tag)
+        self._stack.callback(self.rollouts.shutdown)
+        logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners, cfg.learner.zero_stage,
+                    cfg.learner.lr, cfg.algorithm.name)
+        self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag)
+        self._stack.callback(self.learners.shutdown)
+        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else run_dir
+        self.sync_root = Path(tempfile.mkdtemp(prefix=f"rltrain-{tag}-", dir=shm))
+        self._stack.callback(shutil.rmtree, self.sync_root, True)
+        self.version = 0
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
+        from rltrain.groups import get
+
+        return get(self.accountant.score.remote(trajectories), "reward accountant", self.cfg.reward.timeout_s * 4 + 60)
+
+    def evaluate(self, tasks: list, tag: str) -> dict[str, float]:
+        """Greedy episodes on held-out tasks, scored like training episodes."""
+        if not tasks:
+            return {}
+        t0 = time.perf_counter()
+        trajectories = self.score(self.rollouts.rollout(tasks, n=1, greedy=True))
+        metrics = trajectory_metrics(trajectories, f"eval_{tag}")
+        metrics[f"eval_{tag}/seconds"] = time.perf_counter() - t0
+        with (self.run_dir / f"eval_{tag}.jsonl").open("w") as f:
+            f.writelines(t.to_json() + "\n" for t in trajectories)
+        return metrics
+
+    def step(self, step: int) -> dict[str, float]:
+        """One synchronous step; returns its metrics."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=cfg.trainer.seed * 1_000_003 + step)
+        trajectories = self.rollouts.rollout(tasks, n=cfg.trainer.group_size)
+        t1 = time.perf_counter()
+        trajectories = self.score(trajectories)
+        t2 = time.perf_counter()
+        with (self.run_dir / "trajectories.jsonl").open("a") as f:
+            f.writelines(json.dumps({"step": step, **json.loads(t.to_json())}) + "\n" for t in trajectories)
+        scored = [t for t in trajectories if not t.failed]
+        if not scored:
+            raise RuntimeError(f"step {step}: every trajectory failed ({trajectories[0].failure}); see trajectories.jsonl")
+        batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.pad_id)
+        batch = fill_to(batch, cfg.trainer.samples_per_step)
+        learner_metrics = self.learners.update(batch)
+        t3 = time.perf_counter()
+        self.version += 1
+        folder = self.sync_root / f"v{self.version}"
+        export_s = self.learners.export_weights(str(folder), cfg.rollout.dtype)
+        load_s = self.rollouts.load_weights(str(folder), self.version)
+        shutil.rmtree(self.sync_root / f"v{self.version - 1}", ignore_errors=True)
+        t4 = time.perf_counter()
+        generated = sum(t.num_policy_tokens for t in trajectories)
+        return {
+            **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics,
+            "rollout/response_len": generated / len(trajectories),
+            "rollout/tokens_per_s": generated / (t1 - t0),
+            "weights/version": float(self.version),
+            "time/rollout_s": t1 - t0, "time/reward_s": t2 - t1, "time/update_s": t3 - t2,
+            "time/sync_s": t4 - t3, "time/export_s": export_s, "time/load_s": load_s, "time/step_s": t4 - t0,
+        }
+
+
+def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
+    """Run a whole training job; returns the summary that is also written to `<run>/summary.json`."""
+    import ray
+    from tqdm import tqdm
+
+    prep = prepare(cfg)  # everything a user can get wrong fails here, before Ray starts
+    run_dir = cfg.trainer.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.jsonl", "trajectories.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    logger.info("Run folder: %s (model %s)", run_dir, prep.model_path)
+    start_ray(cfg, ray_temp_dir)
+    trainer = None
+    try:
+        trainer = Trainer(prep, run_dir)
+        eval_tasks = prep.env.tasks("test", cfg.env.eval_tasks, seed=cfg.trainer.seed)
+        before = trainer.evaluate(eval_tasks, "before")
+        if before:
+            logger.info("held-out before training: %s", _fmt(before))
+        log = MetricsLog(run_dir / "metrics.jsonl", cfg.trainer.log_every)
+        bar = tqdm(range(1, cfg.trainer.steps + 1), desc="train", unit="step", dynamic_ncols=True)
+        for step in bar:
+            metrics = trainer.step(step)
+            log.write(step, metrics)
+            bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", step_s=f"{metrics['time/step_s']:.1f}")
+        after = trainer.evaluate(eval_tasks, "after")
+        if after:
+            logger.info("held-out after training: %s", _fmt(after))
+        summary = {"run_dir": str(run_dir), "steps": cfg.trainer.steps, **before, **after}
+        if cfg.trainer.save_final:
+            summary["final_model"] = trainer.learners.save_hf(str((run_dir / "final").resolve()))
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    finally:
+        if trainer is not None:
+            trainer.close()
+        ray.shutdown()
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())

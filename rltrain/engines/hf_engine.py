@@ -1,0 +1,115 @@
+"""transformers as a rollout engine: the universal fallback where vLLM is not installed.
+
+Concurrent generate calls are gathered into batches (one `model.generate` per batch, left-padded), so an
+async agent loop with many episodes in flight still runs batched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rltrain.engines.base import RolloutEngine, Sampling
+from rltrain.types import Generation
+
+
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    sampling: Sampling
+    done: asyncio.Future = field(repr=False)
+
+
+class HFEngine(RolloutEngine):
+    """A transformers causal LM behind a batching queue."""
+
+    def __init__(self, model_path: str, *, dtype: str, seed: int, max_batch: int = 64) -> None:
+        self.model_path = model_path
+        self.dtype = getattr(torch, dtype)
+        self.seed = seed
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._loop_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from transformers import AutoModelForCausalLM
+
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).eval()
+        self.pad_id = self.model.generation_config.pad_token_id or self.model.config.eos_token_id or 0
+        self.generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        self._loop_task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def generate(self, prompt_ids: list[int], sampling: Sampling) -> Generation:
+        done = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(list(prompt_ids), sampling, done))
+        return await done
+
+    async def _serve(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            await asyncio.sleep(0)  # let the other episodes of this tick enqueue
+            while not self._queue.empty() and len(batch) < self.max_batch:
+                batch.append(self._queue.get_nowait())
+            by_sampling: dict[Sampling, list[_Request]] = {}
+            for request in batch:
+                by_sampling.setdefault(request.sampling, []).append(request)
+            for sampling, requests in by_sampling.items():
+                try:
+                    results = await asyncio.to_thread(self._generate_batch, [r.prompt_ids for r in requests], sampling)
+                except Exception as err:  # fail these requests, keep serving others
+                    for r in requests:
+                        r.done.set_exception(err)
+                    continue
+                for r, result in zip(requests, results):
+                    r.done.set_result(result)
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+        width = max(map(len, prompts))
+        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts])  # (B, P) left-padded
+        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        stops = list(sampling.stop_token_ids) or [self.model.config.eos_token_id]
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=not sampling.greedy,
+            temperature=sampling.temperature if not sampling.greedy else None,
+            top_p=sampling.top_p if not sampling.greedy else None,
+            top_k=None,
+            eos_token_id=stops,
+            pad_token_id=self.pad_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        new = out.sequences[:, width:]  # (B, N)
+        logits = torch.stack(out.logits, dim=1).float()  # (B, N, V) raw logits
+        if not sampling.greedy:
+            logits = logits / sampling.temperature
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)  # (B, N)
+        results = []
+        for row_ids, row_lp in zip(new.tolist(), logprobs.tolist()):
+            end = next((i + 1 for i, t in enumerate(row_ids) if t in stops), None)
+            n = end if end is not None else len(row_ids)
+            results.append(Generation(row_ids[:n], row_lp[:n], "stop" if end is not None else "length"))
+        return results
+
+    async def load_weights(self, folder: str, version: int) -> None:
+        from safetensors.torch import load_file
+
+        state = {}
+        for file in sorted(Path(folder).glob("*.safetensors")):
+            state.update(load_file(file))
+        missing, unexpected = self.model.load_state_dict({k: v.to(self.dtype) for k, v in state.items()}, strict=False)
+        tied = {"lm_head.weight"} if self.model.config.tie_word_embeddings else set()
+        if unexpected or set(missing) - tied:
+            raise ValueError(f"weights in {folder} do not fit the model: missing {sorted(set(missing) - tied)[:5]}, unexpected {unexpected[:5]}")
+        self.version = version
+
+    async def shutdown(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()

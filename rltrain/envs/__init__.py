@@ -1,0 +1,10 @@
+"""Text environments. Each module registers one environment; import it here to make it available.
+
+To add one: write `rltrain/envs/<name>.py` with a `TextEnv` subclass decorated by
+`@ENVIRONMENTS.register("<name>")`, and add the import below.
+"""
+
+from rltrain.envs import arithmetic  # noqa: F401  (registers "arithmetic")
+from rltrain.envs.base import ENVIRONMENTS, StepResult, TextEnv, make_env
+
+__all__ = ["ENVIRONMENTS", "StepResult", "TextEnv", "make_env"]

@@ -1,0 +1,149 @@
+"""The data that moves between roles: tasks, generations, trajectories and training batches.
+
+Token accounting is exact by construction (ARCHITECTURE.md, "Trajectory contract"): the engine returns the
+ids it generated, environment turns are tokenized once, and a trajectory is the concatenation of those ids.
+Nothing is ever re-tokenized from text. Trajectories serialise losslessly to one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prompt of an environment: what `env.reset` receives.
+
+    Attributes:
+        task_id: stable id, unique within the environment and split.
+        data: everything the environment and verifier need (question, answer, ...), JSON-serialisable.
+    """
+
+    task_id: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What an engine returns for one request.
+
+    Attributes:
+        token_ids: the sampled ids, ending with the stop token when `finish_reason == "stop"`.
+        logprobs: log-probability of each sampled id under the sampling distribution (same length).
+        finish_reason: "stop" (end of turn) or "length" (hit max_new_tokens).
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+
+    def __post_init__(self) -> None:
+        if len(self.token_ids) != len(self.logprobs):
+            raise ValueError(f"Generation has {len(self.token_ids)} ids but {len(self.logprobs)} logprobs")
+
+
+@dataclass
+class Trajectory:
+    """One episode: prompt, the interleaved policy and environment tokens, rewards and provenance.
+
+    `response_ids` holds every token after the prompt: policy generations (loss_mask 1) and environment or
+    user turns (loss_mask 0). `rollout_logprobs` is the engine's logprob on policy tokens and 0 elsewhere.
+    `turn_boundaries[t]` is the index in `response_ids` where assistant turn t starts (the first is 0).
+    `turn_rewards[t]` is the environment's reward for turn t. `reward` is the trajectory score set by the
+    reward accountant; `failure` is set instead when the infrastructure failed (never reported as 0).
+    """
+
+    task_id: str
+    group_id: int
+    env: str
+    prompt_ids: list[int]
+    response_ids: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    rollout_logprobs: list[float] = field(default_factory=list)
+    turn_boundaries: list[int] = field(default_factory=list)
+    turn_rewards: list[float] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+    task_data: dict[str, Any] = field(default_factory=dict)
+    weight_version: int = 0
+    finish_reason: str = ""
+    reward: float | None = None
+    reward_terms: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+    cost_records: list[dict[str, Any]] = field(default_factory=list)
+
+    def append(self, token_ids: list[int], *, policy: bool, logprobs: list[float] | None = None) -> None:
+        """Append tokens; policy tokens open a new turn and carry logprobs, others are masked out."""
+        if policy:
+            if logprobs is None or len(logprobs) != len(token_ids):
+                raise ValueError("policy tokens need one logprob each")
+            self.turn_boundaries.append(len(self.response_ids))
+        self.response_ids.extend(token_ids)
+        self.loss_mask.extend([1 if policy else 0] * len(token_ids))
+        self.rollout_logprobs.extend(logprobs if policy else [0.0] * len(token_ids))
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    @property
+    def num_policy_tokens(self) -> int:
+        return sum(self.loss_mask)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, line: str) -> Trajectory:
+        return cls(**json.loads(line))
+
+
+@dataclass
+class TrainBatch:
+    """A padded batch for the learner, right-padded; row i is trajectory i.
+
+    Shapes: B rows, T = longest prompt+response. Token position j of `input_ids` is predicted from position
+    j-1, so per-token tensors (`loss_mask`, `advantages`, logprobs) are aligned with `input_ids` and entry 0
+    of each row is always masked out.
+
+    Attributes:
+        input_ids: (B, T) long, prompt followed by response, padded with `pad_id`.
+        attention_mask: (B, T) long, 1 on real tokens.
+        loss_mask: (B, T) bool, True on policy tokens only.
+        advantages: (B, T) float, per-token advantage (0 where masked).
+        rollout_logprobs: (B, T) float, the engine's sampling logprobs (0 where masked).
+        sequence_rewards: (B,) float, the trajectory scores the advantages came from (for metrics).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    advantages: torch.Tensor
+    rollout_logprobs: torch.Tensor
+    sequence_rewards: torch.Tensor
+
+    def __post_init__(self) -> None:
+        shape = self.input_ids.shape
+        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs"):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"TrainBatch.{name} has shape {tuple(getattr(self, name).shape)}, expected {tuple(shape)}")
+        if self.sequence_rewards.shape != shape[:1]:
+            raise ValueError(f"TrainBatch.sequence_rewards has shape {tuple(self.sequence_rewards.shape)}, expected ({shape[0]},)")
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, rows: torch.Tensor | slice) -> TrainBatch:
+        """Rows `rows` of every field, trimmed to the longest remaining sequence."""
+        picked = {f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)}
+        width = int(picked["attention_mask"].sum(dim=1).max().item()) if len(picked["input_ids"]) else 0
+        return TrainBatch(**{k: (v[:, :width] if v.dim() == 2 else v) for k, v in picked.items()})
+
+    def split(self, parts: int) -> list[TrainBatch]:
+        """`parts` equal, contiguous shards; the caller guarantees divisibility (checked by the config)."""
+        size = len(self) // parts
+        return [self.select(slice(i * size, (i + 1) * size)) for i in range(parts)]
