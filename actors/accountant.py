@@ -24,6 +24,10 @@ def _score_one(fn_name: str, sample: RewardInput, kwargs: dict[str, Any]) -> dic
     return REWARD_FNS.get(fn_name)(sample, **kwargs)
 
 
+def _warm_up() -> None:
+    import rewards  # noqa: F401
+
+
 class RewardAccountant:
     """Scores trajectories with a registered reward function."""
 
@@ -37,7 +41,10 @@ class RewardAccountant:
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         # spawn: forking a process that holds Ray's threads can deadlock the child
-        return cf.ProcessPoolExecutor(self.num_procs, mp_context=mp.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(self.num_procs, mp_context=mp.get_context("spawn"))
+        # Start every process now, so that reward.timeout_s measures verifiers, not interpreter start-up.
+        cf.wait([pool.submit(_warm_up) for _ in range(self.num_procs)])
+        return pool
 
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
         """Set `reward` and `reward_terms` on each trajectory, or `failure` when scoring broke."""

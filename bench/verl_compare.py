@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import verl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -176,7 +177,7 @@ def compare_logprobs(gen, dtype, rows):
 
 
 def main() -> int:
-    print(f"torch {torch.__version__}, seed {SEED}, B={B} T={T} V={V}")
+    print(f"verl {verl.__version__}, torch {torch.__version__}, seed {SEED}, B={B} T={T} V={V}")
     worst_ok = True
     for dtype in (torch.float32, torch.float64):
         gen = torch.Generator().manual_seed(SEED)

@@ -38,14 +38,15 @@ class ChatRenderer:
     def continuation_ids(self, history: list[dict[str, str]], message: dict[str, str]) -> list[int]:
         """Tokens that follow the last assistant turn (which ended with end-of-turn) for a new message, up to
         and including the next assistant generation prompt."""
+        end = self.tokenizer.eos_token
         before = self._text(history, generation_prompt=False)
+        # The policy's turn ended with its own end-of-turn token; whatever the template puts after it (ChatML: a
+        # newline) belongs to the continuation.
+        before = before[: before.rfind(end) + len(end)] if end in before else before
         after = self._text([*history, message], generation_prompt=True)
         if not after.startswith(before):
             raise ValueError("the chat template rewrites earlier turns; multi-turn token accounting needs a prefix-stable template")
-        delta = after[len(before):]
-        # The policy's own end-of-turn token is already in the trajectory.
-        end = self.tokenizer.eos_token
-        return self.encode(delta[len(end):] if delta.startswith(end) else delta)
+        return self.encode(after[len(before):])
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
