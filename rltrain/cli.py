@@ -50,9 +50,16 @@ def _print_config_help() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # `train CONFIG --dry-run a.b=1`: overrides after a flag arrive here
+    unknown = [x for x in extra if x.startswith("-") or "=" not in x]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "train":
+        args.overrides = [*args.overrides, *extra]
     if args.command != "train":
-        _parser().print_help()
+        parser.print_help()
         return 0 if args.command is None else 2
     if args.help_config:
         _print_config_help()

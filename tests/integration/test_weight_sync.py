@@ -38,11 +38,13 @@ def engine_vs_learner(rollouts: RolloutGroup, learners: LearnerGroup, tasks) -> 
     return worst
 
 
-@pytest.mark.parametrize("engine", ["vllm", "transformers"])
-def test_engine_logprobs_match_learner_after_sync(engine: str, tiny_model: Path, ray_cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine", "lora_rank"), [("vllm", 0), ("transformers", 0), ("transformers", 8)])
+def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, tiny_model: Path, ray_cluster, tmp_path: Path) -> None:
+    """Full weights to vLLM and transformers engines; LoRA adapters are merged into the weights sent."""
     cfg = load_config(Path(__file__).parents[2] / "launch/configs/tiny.yaml", [
         f"model.name={tiny_model}", f"rollout.engine={engine}", "rollout.dtype=float32", "rollout.num_workers=1",
-        "rollout.max_new_tokens=12", "learner.num_learners=1", "learner.lr=0.05", f"trainer.name=sync-{engine}"])
+        "rollout.max_new_tokens=12", "learner.num_learners=1", "learner.lr=0.05", f"learner.lora.r={lora_rank}",
+        f"trainer.name=sync-{engine}-{lora_rank}"])
     algorithm = build_algorithm(cfg.algorithm)
     rollouts = RolloutGroup(cfg, str(tiny_model), cfg.trainer.name)
     learners = LearnerGroup(cfg, str(tiny_model), algorithm, cfg.trainer.name)
