@@ -48,33 +48,50 @@ class RewardAccountant:
 
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
         """Set `reward` and `reward_terms` on each trajectory, or `failure` when scoring broke."""
-        pending = []
-        for traj in trajectories:
-            if traj.failed:
-                continue
-            sample = RewardInput(messages=traj.messages, task=traj.task_data, turn_rewards=traj.turn_rewards)
-            pending.append((traj, self._pool.submit(_score_one, self.fn_name, sample, self.kwargs)))
-        for traj, future in pending:
-            try:
-                terms = future.result(timeout=self.timeout_s)
-            except cf.TimeoutError:
-                traj.failure = f"reward function {self.fn_name!r} timed out after {self.timeout_s}s (reward.timeout_s)"
-                self._restart_pool()
-            except Exception as err:  # the verifier's own bug: report it on the trajectory, keep the run going
-                traj.failure = f"reward function {self.fn_name!r} raised {type(err).__name__}: {err}"
-            else:
-                traj.reward_terms = {k: float(v) for k, v in terms.items()}
-                traj.reward = sum(traj.reward_terms.values())
+        todo = [t for t in trajectories if not t.failed]
+        while todo:
+            todo = self._score_round(todo)
         failed = sum(t.failed for t in trajectories)
         if failed:
             logger.warning("%d of %d trajectories failed to score or roll out", failed, len(trajectories))
         return trajectories
 
-    def _restart_pool(self) -> None:
+    def _score_round(self, todo: list[Trajectory]) -> list[Trajectory]:
+        """Score `todo`; after a time-out the pool is replaced and the trajectories not yet scored are returned."""
+        futures = {}
+        for traj in todo:
+            sample = RewardInput(messages=traj.messages, task=traj.task_data, turn_rewards=traj.turn_rewards)
+            futures[self._pool.submit(_score_one, self.fn_name, sample, self.kwargs)] = traj
+        for future, traj in futures.items():
+            try:
+                future.result(timeout=self.timeout_s)
+            except cf.TimeoutError:
+                traj.failure = f"reward function {self.fn_name!r} timed out after {self.timeout_s}s (reward.timeout_s)"
+                for other_future, other in futures.items():  # keep what finished before the pool goes
+                    if other.reward is None and other.failure is None and other_future.done() and other_future.exception() is None:
+                        self._take(other_future, other)
+                self._restart_pool()  # a hung verifier never returns; only killing its process frees the slot
+                return [t for t in futures.values() if t.reward is None and t.failure is None]
+            except Exception as err:  # the verifier's own bug: report it on the trajectory, keep the run going
+                traj.failure = f"reward function {self.fn_name!r} raised {type(err).__name__}: {err}"
+            else:
+                self._take(future, traj)
+        return []
+
+    @staticmethod
+    def _take(future: cf.Future, traj: Trajectory) -> None:
+        traj.reward_terms = {k: float(v) for k, v in future.result().items()}
+        traj.reward = sum(traj.reward_terms.values())
+
+    def shutdown(self) -> None:
+        self._restart_pool(replace=False)
+
+    def _restart_pool(self, replace: bool = True) -> None:
         for proc in list(getattr(self._pool, "_processes", {}).values()):
             proc.kill()  # a hung verifier never returns; only killing frees its slot
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
+        if replace:
+            self._pool = self._new_pool()
 
     def threads(self) -> int:
         return torch_threads()

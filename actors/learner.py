@@ -28,10 +28,11 @@ class Learner:
     """One data-parallel rank."""
 
     def __init__(self, rank: int, world_size: int, master_port: int, model_path: str, cfg: LearnerConfig,
-                 algorithm: Algorithm, gradient_accumulation: int, seed: int) -> None:
+                 algorithm: Algorithm, gradient_accumulation: int, seed: int, temperature: float = 1.0) -> None:
         init_role(f"learner-{rank}", cfg.threads)
         self.rank, self.world_size, self.cfg, self.algorithm = rank, world_size, cfg, algorithm
         self.model_path, self.gradient_accumulation, self.seed = model_path, gradient_accumulation, seed
+        self.temperature = temperature  # the rollout's: log-probs must describe the distribution that was sampled
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port), RANK=str(rank),
                           WORLD_SIZE=str(world_size), LOCAL_RANK="0")
         if cfg.num_gpus == 0:
@@ -91,11 +92,13 @@ class Learner:
         """Per-token log-probs aligned with `input_ids` (entry 0 of each row is 0), and optionally entropy."""
         ids = batch.input_ids.to(self.device)
         logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False).logits  # (B, T, V)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         logprobs = torch.nn.functional.pad(token_logprobs(logits[:, :-1], ids[:, 1:]), (1, 0))  # (B, T)
         entropy = None
         if with_entropy:
-            with torch.no_grad():
-                entropy = torch.nn.functional.pad(entropy_from_logits(logits[:, :-1].detach()), (1, 0))
+            with torch.set_grad_enabled(self.algorithm.entropy_in_loss and torch.is_grad_enabled()):
+                entropy = torch.nn.functional.pad(entropy_from_logits(logits[:, :-1]), (1, 0))
         return logprobs, entropy
 
     @torch.no_grad()
@@ -111,8 +114,10 @@ class Learner:
         single_pass = mini_batches * self.algorithm.epochs == 1
         # With one optimizer step per batch the policy is unchanged until that step, so the forward pass's own
         # (detached) log-probs are the old log-probs; otherwise they are recomputed once before any update.
-        old_all = None if single_pass else self._frozen_logprobs(self.engine.module, batch)
+        frozen = not single_pass or self.algorithm.needs_frozen_logprobs
+        old_all = self._frozen_logprobs(self.engine.module, batch) if frozen else None
         ref_all = self._frozen_logprobs(self.reference, batch) if self.reference is not None else None
+        batch, prepared = self.algorithm.prepare_on_learner(batch, old_all, ref_all)
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         generator = torch.Generator().manual_seed(self.seed + self.steps)
@@ -128,18 +133,19 @@ class Learner:
                     mask = micro.loss_mask.to(self.device)
                     loss, metrics = self.algorithm.loss(LossInputs(
                         policy_logprobs=policy_logprobs, old_logprobs=old, rollout_logprobs=micro.rollout_logprobs.to(self.device),
-                        ref_logprobs=ref, entropy=entropy, advantages=micro.advantages.to(self.device), loss_mask=mask))
+                        ref_logprobs=ref, entropy=entropy, advantages=micro.advantages.to(self.device), loss_mask=mask,
+                        answer_mask=None if micro.answer_mask is None else micro.answer_mask.to(self.device)))
                     self.engine.backward(loss)
                     self.engine.step()
-                    metrics["learner/entropy"] = masked_mean(entropy, mask)
+                    metrics["learner/entropy"] = masked_mean(entropy.detach(), mask)
                     metrics["learner/logprob_mismatch"] = masked_mean((old - micro.rollout_logprobs.to(self.device)).abs(), mask)
                     metrics["learner/loss"] = loss.detach()
-                    if mask.any():  # filler micro-batches (all rows failed) carry no information
+                    if micro.attention_mask.any() and (mask.any() or micro.answer_mask is not None):  # skip all-filler micro-batches
                         for key, value in metrics.items():
                             sums[key] += float(value)
                             counts[key] += 1
         self.steps += 1
-        out = {k: sums[k] / counts[k] for k in sums}
+        out = {**prepared, **{k: sums[k] / counts[k] for k in sums}}
         out["learner/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
         out["time/learner_update_s"] = time.perf_counter() - t0
         return out
@@ -155,13 +161,13 @@ class Learner:
                 return None
             if self.cfg.lora.r > 0:
                 module.merge_adapter()
-                try:
-                    state = {k.replace(".base_layer", ""): v for k, v in module.get_base_model().state_dict().items() if "lora_" not in k}
+                try:  # copy while merged: state_dict() returns live tensors that unmerge changes back
+                    out = {k.replace(".base_layer", ""): v.detach().to(dtype).clone()
+                           for k, v in module.get_base_model().state_dict().items() if "lora_" not in k}
                 finally:
                     module.unmerge_adapter()
             else:
-                state = module.state_dict()
-            out = {k: v.detach().to(dtype).contiguous().clone() for k, v in state.items()}
+                out = {k: v.detach().to(dtype).contiguous().clone() for k, v in module.state_dict().items()}
         if self.tied:
             out.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses shared tensors
         return out

@@ -41,13 +41,15 @@ class RolloutWorker:
         logger.info("engine %s ready in %.1fs", type(self.engine).__name__, time.perf_counter() - t0)
         return type(self.engine).__name__
 
-    async def rollout(self, tasks: list[Task], group_ids: list[int], n: int, greedy: bool = False) -> list[Trajectory]:
+    async def rollout(self, tasks: list[Task], group_ids: list[int], n: int, greedy: bool = False,
+                      stop: tuple[str, ...] = ()) -> list[Trajectory]:
         """`n` episodes of each task, all in flight at once (bounded by max_concurrent_episodes)."""
         sampling = Sampling(
             max_new_tokens=self.cfg.max_new_tokens,
             temperature=0.0 if greedy else self.cfg.temperature,
             top_p=1.0 if greedy else self.cfg.top_p,
             stop_token_ids=(self.renderer.end_of_turn_id,),
+            stop_strings=tuple(stop),
         )
 
         async def one(task: Task, group_id: int) -> Trajectory:

@@ -8,6 +8,7 @@ engine's ids, appended verbatim with loss mask 1.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -72,8 +73,10 @@ async def run_episode(
         room = max_model_len - len(traj.prompt_ids) - len(traj.response_ids)
         if room <= 0:
             traj.finish_reason = "max_model_len"
+            if turn == 0:  # the task itself does not fit: a data/config problem, not a wrong answer
+                traj.failure = f"prompt of {len(traj.prompt_ids)} tokens leaves no room under model.max_model_len={max_model_len}"
             break
-        turn_sampling = Sampling(min(sampling.max_new_tokens, room), sampling.temperature, sampling.top_p, sampling.stop_token_ids)
+        turn_sampling = dataclasses.replace(sampling, max_new_tokens=min(sampling.max_new_tokens, room))
         gen = await engine.generate(traj.prompt_ids + traj.response_ids, turn_sampling)
         traj.append(gen.token_ids, policy=True, logprobs=gen.logprobs)
         traj.messages.append({"role": "assistant", "content": renderer.decode(gen.token_ids)})

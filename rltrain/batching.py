@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from rltrain.types import TrainBatch, Trajectory
@@ -30,7 +32,8 @@ def pad_trajectories(trajectories: list[Trajectory], token_advantages: list[list
         advantages[i, p : p + r] = torch.tensor(adv, dtype=torch.float32)
         rollout_logprobs[i, p : p + r] = torch.tensor(traj.rollout_logprobs, dtype=torch.float32)
     rewards = torch.tensor([t.reward if t.reward is not None else 0.0 for t in trajectories], dtype=torch.float32)
-    return TrainBatch(input_ids, attention_mask, loss_mask, advantages * loss_mask, rollout_logprobs * loss_mask, rewards)
+    groups = torch.tensor([t.group_id for t in trajectories])
+    return TrainBatch(input_ids, attention_mask, loss_mask, advantages * loss_mask, rollout_logprobs * loss_mask, rewards, groups)
 
 
 def fill_to(batch: TrainBatch, size: int) -> TrainBatch:
@@ -43,15 +46,19 @@ def fill_to(batch: TrainBatch, size: int) -> TrainBatch:
     if missing <= 0:
         return batch
     filler = batch.select(torch.zeros(missing, dtype=torch.long))
+    masked = {"loss_mask", "advantages", "rollout_logprobs", "sequence_rewards", "answer_mask"}
     fields = {}
-    for name in ("input_ids", "attention_mask", "loss_mask", "advantages", "rollout_logprobs"):
-        pad = torch.zeros_like(getattr(filler, name))
-        if name in ("input_ids", "attention_mask"):
-            pad = getattr(filler, name)  # keep real tokens so the forward pass is well defined
-        a, b = getattr(batch, name), pad
-        w = max(a.shape[1], b.shape[1])
-        fields[name] = torch.cat([_pad_cols(a, w), _pad_cols(b, w)])
-    fields["sequence_rewards"] = torch.cat([batch.sequence_rewards, torch.zeros(missing)])
+    for f in dataclasses.fields(TrainBatch):
+        a, b = getattr(batch, f.name), getattr(filler, f.name)
+        if a is None:
+            fields[f.name] = None
+            continue
+        if f.name in masked:  # filler rows keep real tokens (a well-defined forward pass) but no signal
+            b = torch.zeros_like(b)
+        if a.dim() == 2:
+            width = max(a.shape[1], b.shape[1])
+            a, b = _pad_cols(a, width), _pad_cols(b, width)
+        fields[f.name] = torch.cat([a, b])
     return TrainBatch(**fields)
 
 

@@ -5,6 +5,7 @@ It holds no model weights and moves no large tensors itself beyond the step's pa
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -55,6 +56,11 @@ def prepare(cfg: RunConfig) -> Prepared:
     reward_fn = cfg.reward.fn or env.reward_fn
     if reward_fn is None or reward_fn not in REWARD_FNS:
         raise ConfigError(f"reward.fn={reward_fn!r} is not a registered reward function; choose one of: {', '.join(REWARD_FNS)}")
+    try:
+        inspect.signature(REWARD_FNS.get(reward_fn)).bind(None, **cfg.reward.kwargs)
+    except TypeError as err:
+        raise ConfigError(f"reward.kwargs do not fit reward function {reward_fn!r} ({err}); its signature is "
+                          f"{inspect.signature(REWARD_FNS.get(reward_fn))}") from err
     if cfg.rollout.engine == "vllm":
         from rltrain.engines import vllm_available
 
@@ -105,7 +111,8 @@ class MetricsLog:
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if step % self.every == 0:
-            keys = ("reward/mean", "reward/correct_rate", "learner/kl", "learner/entropy", "learner/clip_frac",
+            keys = ("reward/mean", "reward/correct_rate", "latro/self_reward", "latro/finished_frac", "learner/kl",
+                    "learner/entropy", "learner/clip_frac",
                     "learner/logprob_mismatch", "rollout/response_len", "time/step_s", "time/sync_s")
             logger.info("step %d | %s", step, " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
 
@@ -129,25 +136,27 @@ class Trainer:
     """Owns the actor groups for one run and executes the loop."""
 
     def __init__(self, prep: Prepared, run_dir: Path) -> None:
-        from rltrain.groups import LearnerGroup, RolloutGroup, make_accountant
+        from rltrain.groups import LearnerGroup, RolloutGroup, make_accountant, shutdown_actors
 
         cfg = self.cfg = prep.cfg
         self.prep, self.run_dir = prep, run_dir
         tag = cfg.trainer.name
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(prep.model_path)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.tokenizer = AutoTokenizer.from_pretrained(prep.model_path)
         self._stack = ExitStack()
-        logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
-        self.accountant = make_accountant(cfg, prep.reward_fn, tag)
-        logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
-        self.rollouts = RolloutGroup(cfg, prep.model_path, tag)
-        self._stack.callback(self.rollouts.shutdown)
-        logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners, cfg.learner.zero_stage,
-                    cfg.learner.lr, cfg.algorithm.name)
-        self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag)
-        self._stack.callback(self.learners.shutdown)
+        try:  # a role that fails to start must not leave the ones before it running
+            logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
+            self.accountant = make_accountant(cfg, prep.reward_fn, tag)
+            self._stack.callback(shutdown_actors, [self.accountant], None)
+            logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
+            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack)
+            logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners,
+                        cfg.learner.zero_stage, cfg.learner.lr, cfg.algorithm.name)
+            self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack)
+        except BaseException:
+            self._stack.close()
+            raise
         shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else run_dir
         self.sync_root = Path(tempfile.mkdtemp(prefix=f"rltrain-{tag}-", dir=shm))
         self._stack.callback(shutil.rmtree, self.sync_root, True)
@@ -178,7 +187,7 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=cfg.trainer.seed * 1_000_003 + step)
-        trajectories = self.rollouts.rollout(tasks, n=cfg.trainer.group_size)
+        trajectories = self.rollouts.rollout(tasks, n=cfg.trainer.group_size, stop=self.prep.algorithm.rollout_stop_strings)
         t1 = time.perf_counter()
         trajectories = self.score(trajectories)
         t2 = time.perf_counter()
@@ -186,8 +195,10 @@ class Trainer:
             f.writelines(json.dumps({"step": step, **json.loads(t.to_json())}) + "\n" for t in trajectories)
         scored = [t for t in trajectories if not t.failed]
         if not scored:
-            raise RuntimeError(f"step {step}: every trajectory failed ({trajectories[0].failure}); see trajectories.jsonl")
-        batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.pad_id)
+            from rltrain.groups import RoleFailed
+
+            raise RoleFailed(f"step {step}: every trajectory failed ({trajectories[0].failure}); see {self.run_dir}/trajectories.jsonl")
+        batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.tokenizer)
         batch = fill_to(batch, cfg.trainer.samples_per_step)
         learner_metrics = self.learners.update(batch)
         t3 = time.perf_counter()
@@ -220,9 +231,9 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
         (run_dir / name).unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     logger.info("Run folder: %s (model %s)", run_dir, prep.model_path)
-    start_ray(cfg, ray_temp_dir)
     trainer = None
     try:
+        start_ray(cfg, ray_temp_dir)
         trainer = Trainer(prep, run_dir)
         eval_tasks = prep.env.tasks("test", cfg.env.eval_tasks, seed=cfg.trainer.seed)
         before = trainer.evaluate(eval_tasks, "before")

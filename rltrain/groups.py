@@ -10,6 +10,7 @@ import logging
 import socket
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import ray
@@ -79,7 +80,7 @@ def _options(name: str, num_cpus: float, num_gpus: float, group: PlacementGroup 
 class RolloutGroup:
     """N rollout workers; tasks are spread over them in contiguous blocks."""
 
-    def __init__(self, cfg: RunConfig, model_path: str, run_tag: str) -> None:
+    def __init__(self, cfg: RunConfig, model_path: str, run_tag: str, cleanup: ExitStack) -> None:
         rc = cfg.rollout
         self.group = _reserve([{"CPU": rc.num_cpus, "GPU": rc.num_gpus}] * rc.num_workers, f"{run_tag}-rollout")
         remote = ray.remote(RolloutWorker)
@@ -88,27 +89,26 @@ class RolloutGroup:
                 i, model_path, rc, cfg.env, cfg.model.max_model_len)
             for i in range(rc.num_workers)
         ]
+        cleanup.callback(shutdown_actors, self.workers, self.group)
         self.engines = get([w.start.remote() for w in self.workers], "starting rollout workers", START_TIMEOUT_S)
         logger.info("rollout workers ready: %s", ", ".join(f"rollout-{i} ({e})" for i, e in enumerate(self.engines)))
 
-    def rollout(self, tasks: Sequence[Task], n: int, greedy: bool = False, timeout: float | None = None) -> list[Trajectory]:
-        """`n` episodes of each task; group ids are the tasks' positions in `tasks`."""
-        blocks = [list(range(len(tasks)))[i :: len(self.workers)] for i in range(len(self.workers))]
-        refs = [w.rollout.remote([tasks[j] for j in block], block, n, greedy) for w, block in zip(self.workers, blocks) if block]
+    def rollout(self, tasks: Sequence[Task], n: int, greedy: bool = False, stop: tuple[str, ...] = (),
+                timeout: float | None = None) -> list[Trajectory]:
+        """`n` episodes of each task, the episodes of one task contiguous; group ids are the tasks' positions."""
+        per = -(-len(tasks) // len(self.workers))  # contiguous blocks keep the result in task order
+        blocks = [list(range(len(tasks)))[i * per : (i + 1) * per] for i in range(len(self.workers))]
+        refs = [w.rollout.remote([tasks[j] for j in block], block, n, greedy, stop) for w, block in zip(self.workers, blocks) if block]
         return [traj for part in get(refs, "rollout", timeout) for traj in part]
 
     def load_weights(self, folder: str, version: int) -> float:
         """Every worker loads `version`; returns the slowest worker's seconds."""
         return max(get([w.load_weights.remote(folder, version) for w in self.workers], f"weight sync v{version}", START_TIMEOUT_S))
 
-    def shutdown(self) -> None:
-        _shutdown(self.workers, self.group)
-
-
 class LearnerGroup:
     """N DeepSpeed ranks; the batch is split evenly across them."""
 
-    def __init__(self, cfg: RunConfig, model_path: str, algorithm: Algorithm, run_tag: str) -> None:
+    def __init__(self, cfg: RunConfig, model_path: str, algorithm: Algorithm, run_tag: str, cleanup: ExitStack) -> None:
         lc = cfg.learner
         self.cfg = cfg
         self.group = _reserve([{"CPU": lc.num_cpus, "GPU": lc.num_gpus}] * lc.num_learners, f"{run_tag}-learner")
@@ -116,15 +116,17 @@ class LearnerGroup:
         remote = ray.remote(Learner)
         self.ranks = [
             remote.options(**_options(f"{run_tag}-learner-{i}", lc.num_cpus, lc.num_gpus, self.group, i)).remote(
-                i, lc.num_learners, port, model_path, lc, algorithm, cfg.gradient_accumulation, cfg.trainer.seed)
+                i, lc.num_learners, port, model_path, lc, algorithm, cfg.gradient_accumulation, cfg.trainer.seed,
+                cfg.rollout.temperature)
             for i in range(lc.num_learners)
         ]
+        cleanup.callback(shutdown_actors, self.ranks, self.group)
         self.num_parameters = get([r.setup.remote() for r in self.ranks], "starting learners (DeepSpeed init)", START_TIMEOUT_S)[0]
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
         """One step's updates; metrics are averaged over ranks, times are the slowest rank's."""
         mini_batches = len(batch) // self.cfg.mini_batch_size
-        shards = _interleave(batch, len(self.ranks))
+        shards = batch.split(len(self.ranks))  # contiguous: a task's group stays on one rank
         results = get([r.update.remote(s, mini_batches) for r, s in zip(self.ranks, shards)], "learner update")
         merged: dict[str, list[float]] = defaultdict(list)
         for result in results:
@@ -142,30 +144,23 @@ class LearnerGroup:
         """Call a method on every rank (for probes and tests)."""
         return get([getattr(r, method).remote(*args) for r in self.ranks], f"learner.{method}")
 
-    def shutdown(self) -> None:
-        _shutdown(self.ranks, self.group)
-
-
-def _interleave(batch: TrainBatch, parts: int) -> list[TrainBatch]:
-    """Rank r gets rows r, r+parts, ...: each rank sees every group, and each mini-batch stays a prefix slice."""
-    import torch
-
-    return [batch.select(torch.arange(r, len(batch), parts)) for r in range(parts)]
-
-
 def make_accountant(cfg: RunConfig, fn_name: str, run_tag: str) -> Any:
     rc = cfg.reward
     return ray.remote(RewardAccountant).options(name=f"{run_tag}-accountant", num_cpus=0.5).remote(
         fn_name, rc.kwargs, rc.timeout_s, rc.num_procs)
 
 
-def _shutdown(actors: list[Any], group: PlacementGroup | None) -> None:
+def shutdown_actors(actors: list[Any], group: PlacementGroup | None) -> None:
+    """Let each actor release its engine processes (briefly), then kill it and free its placement group."""
+    refs = []
     for actor in actors:
         try:
-            if hasattr(actor, "shutdown"):
-                ray.get(actor.shutdown.remote(), timeout=30)
-        except Exception:  # the actor may already be dead; killing it below is what matters
+            refs.append(actor.shutdown.remote())
+        except AttributeError:  # roles without a shutdown method hold no child processes
             pass
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=15)
+    for actor in actors:
         ray.kill(actor)
     if group is not None:
         remove_placement_group(group)

@@ -117,6 +117,9 @@ class TrainBatch:
         advantages: (B, T) float, per-token advantage (0 where masked).
         rollout_logprobs: (B, T) float, the engine's sampling logprobs (0 where masked).
         sequence_rewards: (B,) float, the trajectory scores the advantages came from (for metrics).
+        group_ids: (B,) long, which task (group) each row samples; rows of a group are contiguous.
+        answer_mask: (B, T) bool or None, tokens of a supervised target (LaTRO's gold answer y).
+        finished: (B,) bool or None, whether a generated segment stopped by itself (LaTRO's non-stop penalty).
     """
 
     input_ids: torch.Tensor
@@ -125,23 +128,30 @@ class TrainBatch:
     advantages: torch.Tensor
     rollout_logprobs: torch.Tensor
     sequence_rewards: torch.Tensor
+    group_ids: torch.Tensor | None = None
+    answer_mask: torch.Tensor | None = None
+    finished: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = self.input_ids.shape
-        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs"):
-            if getattr(self, name).shape != shape:
-                raise ValueError(f"TrainBatch.{name} has shape {tuple(getattr(self, name).shape)}, expected {tuple(shape)}")
-        if self.sequence_rewards.shape != shape[:1]:
-            raise ValueError(f"TrainBatch.sequence_rewards has shape {tuple(self.sequence_rewards.shape)}, expected ({shape[0]},)")
+        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs", "answer_mask"):
+            value = getattr(self, name)
+            if value is not None and value.shape != shape:
+                raise ValueError(f"TrainBatch.{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+        for name in ("sequence_rewards", "group_ids", "finished"):
+            value = getattr(self, name)
+            if value is not None and value.shape != shape[:1]:
+                raise ValueError(f"TrainBatch.{name} has shape {tuple(value.shape)}, expected ({shape[0]},)")
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def select(self, rows: torch.Tensor | slice) -> TrainBatch:
         """Rows `rows` of every field, trimmed to the longest remaining sequence."""
-        picked = {f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)}
+        picked = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        picked = {k: (v[rows] if v is not None else None) for k, v in picked.items()}
         width = int(picked["attention_mask"].sum(dim=1).max().item()) if len(picked["input_ids"]) else 0
-        return TrainBatch(**{k: (v[:, :width] if v.dim() == 2 else v) for k, v in picked.items()})
+        return TrainBatch(**{k: (v[:, :width] if v is not None and v.dim() == 2 else v) for k, v in picked.items()})
 
     def split(self, parts: int) -> list[TrainBatch]:
         """`parts` equal, contiguous shards; the caller guarantees divisibility (checked by the config)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,19 +46,26 @@ def tiny_model(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _short_temp_dir() -> str:
+    # Ray's socket paths live under its temp dir, and AF_UNIX paths may not exceed 107 bytes.
+    return tempfile.mkdtemp(prefix="rlt-", dir="/tmp")
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short, private Ray temp dir for a test that starts its own cluster through `train`."""
+    path = _short_temp_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+def ray_cluster():
     """A private local Ray cluster (own temp dir, free ports); never `ray stop`."""
     import ray
 
-    temp = tmp_path_factory.mktemp("ray")
-    ray.init(address="local", num_cpus=8, include_dashboard=False, _temp_dir=str(temp),
-             dashboard_port=None, log_to_driver=False)
+    path = _short_temp_dir()
+    ray.init(address="local", num_cpus=8, include_dashboard=False, _temp_dir=path, log_to_driver=False)
     yield
     ray.shutdown()
+    shutil.rmtree(path, ignore_errors=True)

@@ -6,7 +6,7 @@ add its config dataclass under `rltrain/config/`, and extend `build_algorithm` w
 
 from __future__ import annotations
 
-from rltrain.algorithms import grpo  # noqa: F401  (registers "grpo")
+from rltrain.algorithms import grpo, latro  # noqa: F401  (registers "grpo", "latro")
 from rltrain.algorithms.base import ALGORITHMS, Algorithm, LossInputs
 from rltrain.config.run import AlgorithmConfig
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -35,6 +36,7 @@ class LossInputs:
         entropy: per-token entropy of the policy (no grad), or None.
         advantages: per-token advantages.
         loss_mask: True on policy tokens.
+        answer_mask: True on supervised target tokens (LaTRO's gold answer), or None.
     """
 
     policy_logprobs: torch.Tensor
@@ -44,6 +46,7 @@ class LossInputs:
     entropy: torch.Tensor | None
     advantages: torch.Tensor
     loss_mask: torch.Tensor
+    answer_mask: torch.Tensor | None = None
 
 
 class Algorithm(ABC):
@@ -55,13 +58,39 @@ class Algorithm(ABC):
         return False
 
     @property
+    def entropy_in_loss(self) -> bool:
+        """Whether `loss` uses `LossInputs.entropy` (then it is computed with grad, at a memory cost)."""
+        return False
+
+    @property
     def epochs(self) -> int:
         """Passes over each step's batch."""
         return 1
 
+    @property
+    def needs_frozen_logprobs(self) -> bool:
+        """Whether `prepare_on_learner` needs the pre-update policy's log-probs of the whole batch."""
+        return False
+
+    @property
+    def rollout_stop_strings(self) -> tuple[str, ...]:
+        """Extra stop strings for training rollouts (LaTRO stops rationales at "The answer is")."""
+        return ()
+
     @abstractmethod
-    def make_batch(self, trajectories: list[Trajectory], pad_id: int) -> tuple[TrainBatch, dict[str, float]]:
-        """Scored trajectories (failed ones excluded) -> a training batch and batch-level metrics."""
+    def make_batch(self, trajectories: list[Trajectory], tokenizer: Any) -> tuple[TrainBatch, dict[str, float]]:
+        """Scored trajectories (failed ones excluded) -> a training batch and batch-level metrics.
+
+        `tokenizer` is the model's (HF) tokenizer: pad/eos ids, and encode/decode for algorithms that build
+        new token rows (LaTRO appends the gold answer to each rationale).
+        """
+
+    def prepare_on_learner(self, batch: TrainBatch, frozen_logprobs: torch.Tensor | None,
+                           ref_logprobs: torch.Tensor | None) -> tuple[TrainBatch, dict[str, float]]:
+        """Learner-side, before any update of this batch: fill in what needs the model (self-rewards,
+        advantages). `frozen_logprobs` (B, T) are the pre-update policy's, when `needs_frozen_logprobs`.
+        The rows of one group are on the same rank. Default: the batch as the driver built it."""
+        return batch, {}
 
     @abstractmethod
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -8,6 +8,8 @@ Shao et al. 2024, "DeepSeekMath" (arXiv 2402.03300); DAPO (arXiv 2503.14476) for
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rltrain.algorithms.base import ALGORITHMS, Algorithm, LossInputs
@@ -29,14 +31,19 @@ class GRPO(Algorithm):
         return self.cfg.kl_coef > 0
 
     @property
+    def entropy_in_loss(self) -> bool:
+        return self.cfg.entropy_coef > 0
+
+    @property
     def epochs(self) -> int:
         return self.cfg.epochs
 
-    def make_batch(self, trajectories: list[Trajectory], pad_id: int) -> tuple[TrainBatch, dict[str, float]]:
+    def make_batch(self, trajectories: list[Trajectory], tokenizer: Any) -> tuple[TrainBatch, dict[str, float]]:
         scores = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
         group_ids = torch.tensor([t.group_id for t in trajectories])
         advantages = grpo_outcome_advantages(scores, group_ids, norm_by_std=self.cfg.norm_adv_by_std)  # (B,)
         token_adv = [[float(a)] * len(t.response_ids) for a, t in zip(advantages, trajectories)]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         batch = pad_trajectories(trajectories, token_adv, pad_id)
         zero_groups = _groups_without_signal(scores, group_ids)
         return batch, {"grpo/adv_abs_mean": float(advantages.abs().mean()), "grpo/zero_std_group_frac": zero_groups}

@@ -20,6 +20,7 @@ class LoraConfig:
 
     def __post_init__(self) -> None:
         check(self.r >= 0, f"learner.lora.r={self.r} must be >= 0 (0 disables LoRA)")
+        check(self.r == 0 or len(self.target_modules) > 0, "learner.lora.target_modules is empty; name modules such as [q_proj, v_proj]")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class LearnerConfig:
         check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage={self.zero_stage} must be 0, 1, 2 or 3")
         check(self.dtype in ("float32", "bfloat16"), f"learner.dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
         check(self.lr > 0, f"learner.lr={self.lr} must be > 0")
+        check(self.mini_batch_size is None or self.mini_batch_size >= 1,
+              f"learner.mini_batch_size={self.mini_batch_size} must be >= 1, or null for the whole step's batch")
+        check(self.num_cpus >= 0 and self.num_gpus >= 0, f"learner.num_cpus={self.num_cpus} and learner.num_gpus={self.num_gpus} must be >= 0")
         check(self.micro_batch_size >= 1, f"learner.micro_batch_size={self.micro_batch_size} must be >= 1")
         check(self.threads >= 1, f"learner.threads={self.threads} must be >= 1")
         check(len(self.betas) == 2, f"learner.betas={list(self.betas)} must hold two numbers, e.g. [0.9, 0.999]")

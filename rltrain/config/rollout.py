@@ -27,7 +27,7 @@ class RolloutConfig:
     temperature: float = 1.0
     """Sampling temperature for training rollouts (evaluation is greedy)."""
     top_p: float = 1.0
-    """Nucleus sampling for training rollouts; 1.0 keeps the policy's own distribution (needed for on-policy logprobs)."""
+    """Nucleus sampling for training rollouts. Must be 1.0: the learner's log-probs describe the full distribution."""
     max_concurrent_episodes: int = 64
     """Episodes in flight per worker (async agent loop)."""
     gpu_memory_utilization: float = 0.3
@@ -39,10 +39,12 @@ class RolloutConfig:
 
     def __post_init__(self) -> None:
         check(self.num_workers >= 1, f"rollout.num_workers={self.num_workers} must be >= 1")
+        check(self.num_cpus >= 0 and self.num_gpus >= 0, f"rollout.num_cpus={self.num_cpus} and rollout.num_gpus={self.num_gpus} must be >= 0")
         check(self.threads >= 1, f"rollout.threads={self.threads} must be >= 1")
         check(self.max_new_tokens >= 1, f"rollout.max_new_tokens={self.max_new_tokens} must be >= 1")
         check(self.temperature > 0, f"rollout.temperature={self.temperature} must be > 0 for training rollouts")
-        check(0 < self.top_p <= 1, f"rollout.top_p={self.top_p} must be in (0, 1]")
+        check(self.top_p == 1.0, f"rollout.top_p={self.top_p}: training rollouts must sample the full distribution "
+              f"(top_p=1.0), or the engine's and the learner's log-probs describe different policies")
         check(0 < self.gpu_memory_utilization <= 1, f"rollout.gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
         check(self.kv_cache_gib > 0, f"rollout.kv_cache_gib={self.kv_cache_gib} must be > 0")
         check(self.max_concurrent_episodes >= 1, f"rollout.max_concurrent_episodes={self.max_concurrent_episodes} must be >= 1")

@@ -8,6 +8,7 @@ from typing import Any
 
 from rltrain.config.env import EnvConfig
 from rltrain.config.grpo import GRPOConfig
+from rltrain.config.latro import LaTROConfig
 from rltrain.config.learner import LearnerConfig
 from rltrain.config.loader import apply_overrides, build, check, load_yaml
 from rltrain.config.model import ModelConfig
@@ -56,6 +57,8 @@ class AlgorithmConfig:
     """Registered algorithm (see `rltrain.algorithms.ALGORITHMS`)."""
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     """Settings used when name=grpo."""
+    latro: LaTROConfig = field(default_factory=LaTROConfig)
+    """Settings used when name=latro."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,20 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self._check_batch_arithmetic()
-        if self.learner.lora.r > 0 and self.learner.zero_stage == 3:
-            raise_config("learner.lora.r>0 with learner.zero_stage=3 is not supported; use zero_stage=2 with LoRA")
+        check(not (self.learner.lora.r > 0 and self.learner.zero_stage == 3),
+              "learner.lora.r>0 with learner.zero_stage=3 is not supported; use zero_stage=2 with LoRA")
+        if self.algorithm.name == "latro":
+            self._check_latro()
+
+    def _check_latro(self) -> None:
+        """LaTRO scores rationales against their group on the learner: groups stay whole on one rank (spec §3.3)."""
+        check(self.trainer.group_size >= 2, f"trainer.group_size={self.trainer.group_size}: LaTRO's RLOO baseline needs "
+              f"K >= 2 rationales per question (the paper uses 16)")
+        check(self.trainer.prompts_per_step % self.learner.num_learners == 0,
+              f"trainer.prompts_per_step={self.trainer.prompts_per_step} must be a multiple of learner.num_learners="
+              f"{self.learner.num_learners}, so that each question's rationales stay on one learner rank")
+        check(self.mini_batch_size == self.trainer.samples_per_step,
+              "LaTRO makes one optimizer step per rollout batch; leave learner.mini_batch_size unset")
 
     @property
     def mini_batch_size(self) -> int:
@@ -117,10 +132,6 @@ class RunConfig:
             f"try learner.micro_batch_size={_divisor_near(mini // ranks if mini % ranks == 0 else 1, micro)}"
             + ("" if mini % ranks == 0 else f" and a mini batch that is a multiple of {ranks}"),
         )
-
-
-def raise_config(message: str) -> None:
-    check(False, message)
 
 
 def _divisor_near(total: int, wanted: int) -> int:

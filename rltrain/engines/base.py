@@ -21,12 +21,15 @@ class Sampling:
         temperature: 0 means greedy.
         top_p: nucleus mass.
         stop_token_ids: ids that end the turn (kept as the last generated token).
+        stop_strings: texts that may end generation early; an optimisation only (engines may ignore it), so the
+            caller truncates at them itself where it matters.
     """
 
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     stop_token_ids: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
 
     @property
     def greedy(self) -> bool:

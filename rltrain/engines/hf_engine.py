@@ -38,7 +38,8 @@ class HFEngine(RolloutEngine):
         from transformers import AutoModelForCausalLM
 
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).eval()
-        self.pad_id = self.model.generation_config.pad_token_id or self.model.config.eos_token_id or 0
+        pad = self.model.generation_config.pad_token_id
+        self.pad_id = pad if pad is not None else (self.model.config.eos_token_id or 0)
         self.generator = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         self._loop_task = asyncio.get_running_loop().create_task(self._serve())
@@ -62,10 +63,12 @@ class HFEngine(RolloutEngine):
                     results = await asyncio.to_thread(self._generate_batch, [r.prompt_ids for r in requests], sampling)
                 except Exception as err:  # fail these requests, keep serving others
                     for r in requests:
-                        r.done.set_exception(err)
+                        if not r.done.done():
+                            r.done.set_exception(err)
                     continue
                 for r, result in zip(requests, results):
-                    r.done.set_result(result)
+                    if not r.done.done():  # the caller may have been cancelled meanwhile
+                        r.done.set_result(result)
 
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:

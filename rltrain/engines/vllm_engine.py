@@ -41,6 +41,7 @@ class VLLMEngine(RolloutEngine):
             seed=self.seed,
             enforce_eager=True,  # graph capture and torch.compile cost more start-up than they save on CPU
             logprobs_mode="processed_logprobs",  # logprobs of the distribution actually sampled (after temperature)
+            worker_extension_cls="rltrain.engines.vllm_worker.WeightSyncExtension",
         )
         self._engine = AsyncLLM.from_engine_args(args)
 
@@ -53,19 +54,23 @@ class VLLMEngine(RolloutEngine):
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             stop_token_ids=list(sampling.stop_token_ids),
+            stop=list(sampling.stop_strings) or None,
+            include_stop_str_in_output=True,
             logprobs=0,
-            detokenize=False,
+            detokenize=bool(sampling.stop_strings),  # stop strings are matched on text
         )
         final = None
         async for out in self._engine.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request_id=f"r{next(self._ids)}"):
             final = out
+        if final is None or final.outputs[0].finish_reason == "abort":
+            raise RuntimeError(f"vLLM aborted request for a {len(prompt_ids)}-token prompt; see the rollout worker's log")
         completion = final.outputs[0]
         ids = list(completion.token_ids)
         logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids)]
         return Generation(token_ids=ids, logprobs=logprobs, finish_reason="stop" if completion.finish_reason == "stop" else "length")
 
     async def load_weights(self, folder: str, version: int) -> None:
-        await self._engine.collective_rpc("reload_weights", kwargs={"weights_path": folder})
+        await self._engine.collective_rpc("rltrain_reload", args=(folder,))
         await self._engine.reset_prefix_cache()
         self.version = version
 

@@ -67,8 +67,10 @@ ENVIRONMENTS: Registry[type[TextEnv]] = Registry("environment")
 
 def make_env(name: str, kwargs: dict[str, Any]) -> TextEnv:
     """Instantiate a registered environment, turning bad kwargs into a clear error."""
+    from rltrain.config.loader import ConfigError
+
     cls = ENVIRONMENTS.get(name)
     try:
         return cls(**kwargs)
-    except TypeError as err:
-        raise ValueError(f"env.kwargs for {name!r} are invalid ({err}); see {cls.__module__}.{cls.__name__}") from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"env.kwargs for {name!r} are invalid ({err}); see {cls.__module__}.{cls.__name__}") from err

@@ -13,6 +13,7 @@ Modules:
     aggregate    masked sums/means and the loss aggregation modes.
     policy_loss  PPO-clip loss with asymmetric and dual clipping.
     logprobs     token log-probs and entropies from logits.
+    self_reward  LaTRO's self-reward with the non-stop penalty.
 
 To add an op: put it in the module that owns its concept (or a new module
 named after it), keep it pure, give it shapes in its docstring, test it
@@ -24,6 +25,7 @@ from rltrain.ops.aggregate import AGG_MODES, aggregate_loss, masked_mean, masked
 from rltrain.ops.kl import KL_ESTIMATORS, kl_penalty
 from rltrain.ops.logprobs import entropy_from_logits, token_logprobs
 from rltrain.ops.policy_loss import ppo_clip_loss
+from rltrain.ops.self_reward import latro_self_reward
 
 __all__ = [
     "AGG_MODES",
@@ -32,6 +34,7 @@ __all__ = [
     "entropy_from_logits",
     "grpo_outcome_advantages",
     "kl_penalty",
+    "latro_self_reward",
     "masked_mean",
     "masked_sum",
     "ppo_clip_loss",

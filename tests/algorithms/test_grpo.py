@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from rltrain.algorithms import ALGORITHMS, LossInputs, build_algorithm
 from rltrain.batching import fill_to
 from rltrain.config import load_config
 from rltrain.types import Trajectory
+
+PAD0 = SimpleNamespace(pad_token_id=0, eos_token_id=0)  # GRPO needs only the pad id of the tokenizer
 
 
 def traj(group: int, reward: float, prompt: list[int], response: list[int], mask: list[int] | None = None) -> Trajectory:
@@ -28,7 +31,7 @@ def test_make_batch_hand_computed() -> None:
     Group 1 scores (2, 2, 2): std 0 -> A = 0. Advantages sit on response tokens only, aligned with input_ids."""
     trajectories = [traj(0, 1.0, [5, 6], [7, 8]), traj(0, 0.0, [5, 6], [9]),
                     traj(1, 2.0, [4], [3]), traj(1, 2.0, [4], [3, 2]), traj(1, 2.0, [4], [1])]
-    batch, metrics = grpo().make_batch(trajectories, pad_id=0)
+    batch, metrics = grpo().make_batch(trajectories, PAD0)
     a = 0.5 / (math.sqrt(0.5) + 1e-6)
     assert batch.input_ids.tolist()[0] == [5, 6, 7, 8] and batch.input_ids.tolist()[1] == [5, 6, 9, 0]
     assert batch.loss_mask.tolist()[1] == [False, False, True, False]
@@ -40,12 +43,12 @@ def test_make_batch_hand_computed() -> None:
 
 
 def test_no_std_normalisation() -> None:
-    batch, _ = grpo("algorithm.grpo.norm_adv_by_std=false").make_batch([traj(0, 3.0, [1], [2]), traj(0, 1.0, [1], [2])], 0)
+    batch, _ = grpo("algorithm.grpo.norm_adv_by_std=false").make_batch([traj(0, 3.0, [1], [2]), traj(0, 1.0, [1], [2])], PAD0)
     torch.testing.assert_close(batch.advantages[:, 1], torch.tensor([1.0, -1.0]))
 
 
 def test_environment_tokens_get_no_advantage() -> None:
-    batch, _ = grpo().make_batch([traj(0, 1.0, [1], [2, 3, 4], mask=[1, 0, 1]), traj(0, 0.0, [1], [2])], 0)
+    batch, _ = grpo().make_batch([traj(0, 1.0, [1], [2, 3, 4], mask=[1, 0, 1]), traj(0, 0.0, [1], [2])], PAD0)
     assert batch.advantages[0, 2] == 0 and batch.advantages[0, 1] != 0 and batch.advantages[0, 3] != 0
 
 
@@ -74,7 +77,7 @@ def test_kl_term_added_only_with_reference() -> None:
 
 
 def test_filler_rows_are_masked() -> None:
-    batch, _ = grpo().make_batch([traj(0, 1.0, [1], [2, 3]), traj(0, 0.0, [1], [2])], 0)
+    batch, _ = grpo().make_batch([traj(0, 1.0, [1], [2, 3]), traj(0, 0.0, [1], [2])], PAD0)
     full = fill_to(batch, 4)
     assert len(full) == 4 and not full.loss_mask[2:].any() and full.advantages[2:].abs().sum() == 0
     assert full.attention_mask[2:].sum() > 0  # real tokens, so the forward pass is well defined

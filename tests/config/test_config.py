@@ -39,6 +39,9 @@ def test_overrides_are_typed() -> None:
         (["learner.zero_stage=4"], "learner.zero_stage=4 must be 0, 1, 2 or 3"),
         (["rollout.temperature=0"], "rollout.temperature=0.0 must be > 0"),
         (["trainer=3"], "trainer must be a mapping"),
+        (["rollout.top_p=0.9"], "rollout.top_p=0.9: training rollouts must sample the full distribution"),
+        (["learner.mini_batch_size=-8"], "learner.mini_batch_size=-8 must be >= 1"),
+        (["learner.lora.r=8", "learner.lora.target_modules=[]"], "learner.lora.target_modules is empty"),
     ],
 )
 def test_bad_values_name_key_and_fix(overrides: list[str], needle: str) -> None:
@@ -82,8 +85,10 @@ def test_unknown_names_fail_in_prepare(tiny_model: Path) -> None:
         prepare(load_config(None, [*base, "algorithm.name=ppo"]))
     with pytest.raises(ConfigError, match="reward.fn='exact' is not a registered reward function"):
         prepare(load_config(None, [*base, "reward.fn=exact"]))
-    with pytest.raises(ValueError, match="env.kwargs for 'arithmetic' are invalid"):
+    with pytest.raises(ConfigError, match="env.kwargs for 'arithmetic' are invalid"):
         prepare(load_config(None, [*base, "env.kwargs={colour: red}"]))
+    with pytest.raises(ConfigError, match="reward.kwargs do not fit reward function 'arithmetic'.*format_reward"):
+        prepare(load_config(None, [*base, "reward.kwargs={format_rewrd: 0.5}"]))
 
 
 def test_unknown_and_unreachable_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
