@@ -72,5 +72,9 @@ class RolloutWorker:
     def threads(self) -> int:
         return torch_threads()
 
+    async def engine_threads(self) -> int:
+        """torch threads where the model runs (vLLM: its worker process, which inherits OMP_NUM_THREADS)."""
+        return await self.engine.threads()
+
     def version(self) -> int:
         return self.engine.version

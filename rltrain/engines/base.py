@@ -54,5 +54,11 @@ class RolloutEngine(ABC):
     async def load_weights(self, folder: str, version: int) -> None:
         """Replace the weights with the safetensors file(s) in `folder` and clear any prefix cache."""
 
+    async def threads(self) -> int:
+        """torch threads of the process that runs the model."""
+        import torch
+
+        return torch.get_num_threads()
+
     async def shutdown(self) -> None:
         """Release engine processes and memory."""

@@ -74,6 +74,9 @@ class VLLMEngine(RolloutEngine):
         await self._engine.reset_prefix_cache()
         self.version = version
 
+    async def threads(self) -> int:
+        return (await self._engine.collective_rpc("rltrain_threads"))[0]
+
     async def shutdown(self) -> None:
         if self._engine is not None:
             self._engine.shutdown()

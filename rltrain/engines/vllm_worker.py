@@ -31,6 +31,13 @@ class WeightSyncExtension:
             method.process_weights_after_loading(head)  # CPU: re-prepack the logits GEMM
 
 
+    def rltrain_threads(self) -> int:
+        """torch threads in the worker process that runs the model."""
+        import torch
+
+        return torch.get_num_threads()
+
+
 def _tied_head(model: Any) -> Any:
     if not getattr(getattr(model, "config", None), "tie_word_embeddings", False):
         return None

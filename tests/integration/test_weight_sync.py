@@ -53,7 +53,7 @@ def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, t
     """
     cfg = load_config(Path(__file__).parents[2] / "launch/configs/tiny.yaml", [
         f"model.name={tiny_model}", f"rollout.engine={engine}", "rollout.dtype=float32", "rollout.num_workers=1",
-        f"rollout.temperature={temperature}",
+        f"rollout.temperature={temperature}", "rollout.threads=1",
         "rollout.max_new_tokens=12", "learner.num_learners=1", "learner.lr=0.05", f"learner.lora.r={lora_rank}",
         f"trainer.name=sync-{engine}-{lora_rank}"])
     algorithm = build_algorithm(cfg.algorithm)
@@ -62,6 +62,7 @@ def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, t
         learners = LearnerGroup(cfg, str(tiny_model), algorithm, cfg.trainer.name, cleanup)
         accountant = make_accountant(cfg, "arithmetic", cfg.trainer.name)
         cleanup.callback(shutdown_actors, [accountant], None)
+        assert ray.get(rollouts.workers[0].engine_threads.remote()) == 1  # vLLM's own worker process too
         tasks = make_env("arithmetic", {}).tasks("train", 2, seed=0)
         assert engine_vs_learner(rollouts, learners, tasks) < 2e-3  # same initial weights
 
