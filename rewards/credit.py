@@ -42,7 +42,7 @@ def trajectory_score(turn_rewards: Sequence[float], method: ScoreMethod, gamma: 
     if method == "sum":
         return round(sum(turn_rewards) / len(turn_rewards), 4) if turn_rewards else 0.0
     if method == "r2g":
-        return sum(gamma**t * r for t, r in enumerate(turn_rewards))
+        return float(sum(gamma**t * r for t, r in enumerate(turn_rewards)))
     raise ValueError(f"unknown trajectory score method {method!r}; use 'sum' or 'r2g'")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from rltrain.engines.base import RolloutEngine, Sampling
 from rltrain.envs.base import TextEnv
+from rltrain.protocol import TOOL_SCHEMA, parse_message
 from rltrain.types import Task, Trajectory
 
 logger = logging.getLogger(__name__)
@@ -26,15 +27,16 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.end_of_turn_id: int = tokenizer.eos_token_id
 
-    def _text(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+    def _text(self, messages: list[dict[str, str]], generation_prompt: bool, tools: list[dict] | None = None) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False, tools=tools)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The opening messages, ending with the assistant generation prompt."""
-        return self.encode(self._text(messages, generation_prompt=True))
+    def prompt_ids(self, messages: list[dict[str, str]], tools: list[dict] | None = None) -> list[int]:
+        """The opening messages (and the tool schemas, where the template renders them), ending with the
+        assistant generation prompt."""
+        return self.encode(self._text(messages, generation_prompt=True, tools=tools))
 
     def continuation_ids(self, history: list[dict[str, str]], message: dict[str, str]) -> list[int]:
         """Tokens that follow the last assistant turn (which ended with end-of-turn) for a new message, up to
@@ -64,10 +66,12 @@ async def run_episode(
     sampling: Sampling,
     max_turns: int,
     max_model_len: int,
+    echo_reward: bool = False,
 ) -> Trajectory:
     """Play one episode of `env` on `task`; environment errors mark the trajectory failed, never reward 0."""
     messages, _ = env.reset(task)
-    traj = Trajectory(task_id=task.task_id, group_id=group_id, env=env_name, prompt_ids=renderer.prompt_ids(messages),
+    tools = [TOOL_SCHEMA] if env.protocol == "interact" else None
+    traj = Trajectory(task_id=task.task_id, group_id=group_id, env=env_name, prompt_ids=renderer.prompt_ids(messages, tools),
                       messages=list(messages), task_data=dict(task.data), weight_version=engine.version)
     for turn in range(max_turns):
         room = max_model_len - len(traj.prompt_ids) - len(traj.response_ids)
@@ -81,8 +85,16 @@ async def run_episode(
         traj.append(gen.token_ids, policy=True, logprobs=gen.logprobs)
         traj.messages.append({"role": "assistant", "content": renderer.decode(gen.token_ids)})
         traj.finish_reason = gen.finish_reason
+        action = traj.messages[-1]["content"]
+        if env.protocol == "interact":
+            parsed = parse_message(action)
+            if not parsed.ok:  # the policy's mistake: the episode ends, counted, and is scored as it stands
+                traj.format_error, traj.finish_reason = f"{parsed.outcome}: {parsed.detail}", "format_error"
+                break
+            traj.tool_calls += 1
+            action = parsed.env_action()
         try:
-            result = await env.astep(traj.messages[-1]["content"])
+            result = await env.astep(action)
         except Exception as err:  # an environment crash is an infrastructure failure, not a bad answer
             traj.failure = f"environment {env_name} raised {type(err).__name__}: {err}"
             logger.warning("episode %s failed: %s", task.task_id, traj.failure)
@@ -93,7 +105,8 @@ async def run_episode(
         if gen.finish_reason != "stop":
             traj.finish_reason = "length"  # a cut-off turn cannot be continued faithfully
             break
-        observation = {"role": "user", "content": result.observation}
+        text = f"{result.observation}\nReward: {result.reward}" if echo_reward else result.observation
+        observation = {"role": "tool" if env.protocol == "interact" else "user", "content": text}
         traj.append(renderer.continuation_ids(traj.messages, observation), policy=False)
         traj.messages.append(observation)
         if turn == max_turns - 1:

@@ -209,7 +209,11 @@ class Trainer:
         shutil.rmtree(self.sync_root / f"v{self.version - 1}", ignore_errors=True)
         t4 = time.perf_counter()
         generated = sum(t.num_policy_tokens for t in trajectories)
+        n = len(trajectories)
         return {
+            "rollout/turns": sum(len(t.turn_boundaries) for t in trajectories) / n,
+            "rollout/tool_calls": sum(t.tool_calls for t in trajectories) / n,
+            "rollout/format_error_rate": sum(t.format_error is not None for t in trajectories) / n,
             **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics,
             "rollout/response_len": generated / len(trajectories),
             "rollout/tokens_per_s": generated / (t1 - t0),

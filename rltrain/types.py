@@ -56,6 +56,7 @@ class Trajectory:
     `turn_boundaries[t]` is the index in `response_ids` where assistant turn t starts (the first is 0).
     `turn_rewards[t]` is the environment's reward for turn t. `reward` is the trajectory score set by the
     reward accountant; `failure` is set instead when the infrastructure failed (never reported as 0).
+    `format_error` says why a malformed tool call ended the episode (a policy mistake, scored normally).
     """
 
     task_id: str
@@ -74,6 +75,8 @@ class Trajectory:
     reward: float | None = None
     reward_terms: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
+    tool_calls: int = 0
+    format_error: str | None = None
     cost_records: list[dict[str, Any]] = field(default_factory=list)
 
     def append(self, token_ids: list[int], *, policy: bool, logprobs: list[float] | None = None) -> None:

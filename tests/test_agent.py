@@ -101,3 +101,17 @@ def test_trajectory_round_trips_through_jsonl(renderer: ChatRenderer) -> None:
 
     traj, _ = play(renderer, ["3", "5"])
     assert Trajectory.from_json(traj.to_json()) == traj
+
+
+def test_interact_protocol_counts_calls_and_ends_on_a_malformed_call(renderer: ChatRenderer) -> None:
+    from rltrain.envs import make_env
+
+    env = make_env("function_gym", {})
+    task = env.tasks("test", 1, seed=0)[0]
+    engine = ScriptedEngine(renderer, ["[search] test", '<tool_call>{"name": "interact_with_env", "arguments": {"choice": </tool_call>'])
+    traj = asyncio.run(run_episode(engine, env, renderer, task, env_name="function_gym", group_id=0, sampling=Sampling(64),
+                                   max_turns=5, max_model_len=1024, echo_reward=True))
+    assert traj.tool_calls == 1 and traj.format_error.startswith("bad_json") and traj.finish_reason == "format_error"
+    assert not traj.failed  # a policy mistake, scored like any other episode
+    assert traj.messages[2] == {"role": "tool", "content": f"The test case is: {','.join(map(str, task.data['test']))}\nReward: 0.0"}
+    assert len(traj.turn_boundaries) == 2 and traj.turn_rewards == [0.0]

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from rewards.credit import multiturn_advantages, token_credits, trajectory_score, turn_credits
 from rltrain.algorithms.base import ALGORITHMS, Algorithm, LossInputs
 from rltrain.batching import pad_trajectories
 from rltrain.config.grpo import GRPOConfig
@@ -39,12 +40,26 @@ class GRPO(Algorithm):
         return self.cfg.epochs
 
     def make_batch(self, trajectories: list[Trajectory], tokenizer: Any) -> tuple[TrainBatch, dict[str, float]]:
-        scores = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
+        cfg = self.cfg
+        if cfg.trajectory_score == "reward":
+            scores = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
+        else:
+            scores = torch.tensor([trajectory_score(t.turn_rewards, cfg.trajectory_score, cfg.gamma) for t in trajectories],
+                                  dtype=torch.float32)
         group_ids = torch.tensor([t.group_id for t in trajectories])
-        advantages = grpo_outcome_advantages(scores, group_ids, norm_by_std=self.cfg.norm_adv_by_std)  # (B,)
-        token_adv = [[float(a)] * len(t.response_ids) for a, t in zip(advantages, trajectories)]
+        width = max(len(t.response_ids) for t in trajectories)
+        credit = torch.zeros(len(trajectories), width)  # (B, R) in response coordinates
+        mask = torch.zeros(len(trajectories), width, dtype=torch.bool)
+        for i, t in enumerate(trajectories):
+            boundaries = t.turn_boundaries or [0]  # hand-built trajectories: one turn
+            rewards = (list(t.turn_rewards) + [0.0] * len(boundaries))[: len(boundaries)]  # a final no-tool turn scores 0
+            credits = turn_credits(rewards, cfg.turn_credit, cfg.gamma, cfg.em_k)
+            credit[i, : len(t.response_ids)] = torch.tensor(token_credits(boundaries, credits, len(t.response_ids)))
+            mask[i, : len(t.response_ids)] = torch.tensor(t.loss_mask, dtype=torch.bool)
+        token_adv = multiturn_advantages(credit, mask, scores, group_ids, cfg.norm_adv_by_std, cfg.fix_zero_credit)  # (B, R)
+        advantages = grpo_outcome_advantages(scores, group_ids, norm_by_std=cfg.norm_adv_by_std)  # (B,), for metrics
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        batch = pad_trajectories(trajectories, token_adv, pad_id)
+        batch = pad_trajectories(trajectories, [row[: len(t.response_ids)].tolist() for row, t in zip(token_adv, trajectories)], pad_id)
         zero_groups = _groups_without_signal(scores, group_ids)
         return batch, {"grpo/adv_abs_mean": float(advantages.abs().mean()), "grpo/zero_std_group_frac": zero_groups}
 

@@ -18,6 +18,8 @@ class EnvConfig:
     """Most assistant turns per episode; the episode is truncated after this many."""
     eval_tasks: int = 100
     """Held-out tasks evaluated greedily before and after training (0 disables evaluation)."""
+    echo_reward: bool = False
+    """Append "Reward: x" to each environment reply, as UserRL does (the policy can then condition on it)."""
 
     def __post_init__(self) -> None:
         check(self.max_turns >= 1, f"env.max_turns={self.max_turns} must be >= 1")

@@ -28,6 +28,18 @@ class GRPOConfig:
     """How per-token losses are reduced; see `rltrain.ops.aggregate` for each mode's length bias."""
     epochs: int = 1
     """Passes over each step's batch (ppo_epochs)."""
+    trajectory_score: Literal["reward", "sum", "r2g"] = "reward"
+    """The score that is group-normalised: the accountant's `reward`, or from the turn rewards (spec §1.7):
+    `sum` (UserRL's "Sum", which is the MEAN turn reward) or `r2g` (discounted return from the first turn)."""
+    turn_credit: Literal["equalized", "r2g", "em"] = "equalized"
+    """How the advantage is spread over turns (spec §1.7): equal, reward-to-go, or exponential mapping."""
+    gamma: float = 0.8
+    """Discount for `r2g` scores and credits (UserRL 0.8)."""
+    em_k: float = 2.0
+    """k of the exponential-mapping credit (UserRL 2)."""
+    fix_zero_credit: bool = False
+    """Give a trajectory whose turn credits are all zero the plain advantage, instead of zero (UserRL's code zeroes
+    it, so failed trajectories under turn-level r2g are never pushed down)."""
 
     def __post_init__(self) -> None:
         check(0 <= self.clip_low < 1, f"algorithm.grpo.clip_low={self.clip_low} must be in [0, 1)")
@@ -36,3 +48,4 @@ class GRPOConfig:
               f"algorithm.grpo.dual_clip_c={self.dual_clip_c} must be > 1, or null to disable dual clip")
         check(self.kl_coef >= 0, f"algorithm.grpo.kl_coef={self.kl_coef} must be >= 0")
         check(self.epochs >= 1, f"algorithm.grpo.epochs={self.epochs} must be >= 1")
+        check(0 <= self.gamma <= 1, f"algorithm.grpo.gamma={self.gamma} must be in [0, 1]")

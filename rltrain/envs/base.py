@@ -44,6 +44,9 @@ class TextEnv(ABC):
 
     reward_fn: str | None = None
     """Name of the registered reward function that scores this environment's trajectories by default."""
+    protocol: str | None = None
+    """None: `step` receives the assistant's text. "interact": the agent loop parses the `interact_with_env` tool
+    call (`rltrain.protocol`) and `step` receives `[choice] content`; a malformed call ends the episode."""
 
     @abstractmethod
     def tasks(self, split: Split, count: int, seed: int) -> list[Task]:

@@ -89,3 +89,39 @@ def test_registry() -> None:
         ALGORITHMS.register("grpo")(object)
     with pytest.raises(KeyError, match="registered: grpo"):
         ALGORITHMS.get("reinforce")
+
+
+def multiturn(rewards: list[float], group: int, turn_len: int = 2, env_len: int = 1) -> Trajectory:
+    """A trajectory of len(rewards) turns: each turn `turn_len` policy tokens, then `env_len` environment tokens."""
+    t = Trajectory(task_id="m", group_id=group, env="test", prompt_ids=[1], turn_rewards=list(rewards))
+    for i in range(len(rewards)):
+        t.append([5] * turn_len, policy=True, logprobs=[-0.1] * turn_len)
+        if i < len(rewards) - 1:
+            t.append([6] * env_len, policy=False)
+    return t
+
+
+def test_multiturn_r2g_credit_hand_computed() -> None:
+    """Spec §1.7 with trajectory_score=sum and turn_credit=r2g, gamma 0.5, one group of two:
+    traj 0 rewards (0, 1): S = 0.5, credits c2 = 1, c1 = 0 + 0.5 = 0.5; traj 1 rewards (0, 0): S = 0, credits 0.
+    A0 = +0.5 / (0.70711 + 1e-6) = 0.70711. Policy tokens of traj 0: credits (0.5, 0.5, 1, 1): Z = 3, N = 4,
+    so tokens get 0.5 * A0 * 4/3 and 1 * A0 * 4/3. Traj 1: Z = 0 -> all zero (the authors' edge case)."""
+    algo = grpo("algorithm.grpo.trajectory_score=sum", "algorithm.grpo.turn_credit=r2g", "algorithm.grpo.gamma=0.5")
+    batch, _ = algo.make_batch([multiturn([0.0, 1.0], 0), multiturn([0.0, 0.0], 0)], PAD0)
+    A = 0.5 / (math.sqrt(0.5) + 1e-6)
+    # row layout: prompt [1], turn 1 (2 tokens), env (1), turn 2 (2 tokens)
+    torch.testing.assert_close(batch.advantages[0], torch.tensor([0, 0.5 * A * 4 / 3, 0.5 * A * 4 / 3, 0, A * 4 / 3, A * 4 / 3]))
+    assert batch.advantages[1].abs().sum() == 0
+    fixed, _ = grpo("algorithm.grpo.trajectory_score=sum", "algorithm.grpo.turn_credit=r2g", "algorithm.grpo.gamma=0.5",
+                    "algorithm.grpo.fix_zero_credit=true").make_batch([multiturn([0.0, 1.0], 0), multiturn([0.0, 0.0], 0)], PAD0)
+    torch.testing.assert_close(fixed.advantages[1], torch.tensor([0, -A, -A, 0, -A, -A]))
+
+
+def test_equalized_credit_is_outcome_grpo() -> None:
+    """Equalized credit with the accountant's reward reduces to plain GRPO on every policy token."""
+    trajectories = [multiturn([0.0, 1.0], 0), multiturn([1.0, 1.0], 0)]
+    trajectories[0].reward, trajectories[1].reward = 0.0, 2.0
+    batch, _ = grpo().make_batch(trajectories, PAD0)
+    A = 1.0 / (math.sqrt(2.0) + 1e-6)
+    torch.testing.assert_close(batch.advantages[1][batch.loss_mask[1]], torch.full((4,), A))
+    torch.testing.assert_close(batch.advantages[0][batch.loss_mask[0]], torch.full((4,), -A))
