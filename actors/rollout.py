@@ -56,7 +56,8 @@ class RolloutWorker:
             async with self._limit:
                 return await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
                                          env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
-                                         max_turns=self.env_cfg.max_turns, max_model_len=self.max_model_len)
+                                         max_turns=self.env_cfg.max_turns, max_model_len=self.max_model_len,
+                                         echo_reward=self.env_cfg.echo_reward)
 
         return list(await asyncio.gather(*(one(t, g) for t, g in zip(tasks, group_ids) for _ in range(n))))
 
