@@ -140,7 +140,8 @@ class Learner:
                     metrics["learner/entropy"] = masked_mean(entropy.detach(), mask)
                     metrics["learner/logprob_mismatch"] = masked_mean((old - micro.rollout_logprobs.to(self.device)).abs(), mask)
                     metrics["learner/loss"] = loss.detach()
-                    if micro.attention_mask.any() and (mask.any() or micro.answer_mask is not None):  # skip all-filler micro-batches
+                    has_signal = mask.any() or (micro.answer_mask is not None and micro.answer_mask.any())
+                    if has_signal:  # micro-batches made only of filler rows (failed trajectories) are not averaged in
                         for key, value in metrics.items():
                             sums[key] += float(value)
                             counts[key] += 1

@@ -45,9 +45,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Check names and resolve the model before any actor starts; raise ConfigError/ModelNotFoundError."""
     from rewards import REWARD_FNS
 
-    for registry, name, key in ((ENVIRONMENTS, cfg.env.name, "env.name"),):
-        if name not in registry:
-            raise ConfigError(f"{key}={name!r} is not registered; choose one of: {', '.join(registry)}")
+    if cfg.env.name not in ENVIRONMENTS:
+        raise ConfigError(f"env.name={cfg.env.name!r} is not registered; choose one of: {', '.join(ENVIRONMENTS)}")
     try:
         algorithm = build_algorithm(cfg.algorithm)
     except (KeyError, AttributeError) as err:

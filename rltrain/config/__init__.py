@@ -1,7 +1,7 @@
 """Typed, validated configuration: one frozen dataclass per role and per algorithm, composed in `RunConfig`.
 
-To add a setting, add a field with an attribute docstring to the section it belongs to, and read it
-where it is used; `tests/config/test_examples.py` fails on fields nobody reads in the shipped configs.
+To add a setting, add a field with an attribute docstring to the section it belongs to, and read it where it
+is used. `tests/config/test_config.py` loads every shipped config and fails on any field without a docstring.
 """
 
 from rltrain.config.loader import ConfigError, apply_overrides, describe, to_dict
