@@ -28,7 +28,7 @@ class RolloutWorker:
         make_env(env_cfg.name, env_cfg.kwargs)  # bad env kwargs fail here, before the engine loads
         self.engine = make_engine(cfg.engine, model_path, dtype=cfg.dtype, max_model_len=max_model_len,
                                   gpu_memory_utilization=cfg.gpu_memory_utilization, kv_cache_gib=cfg.kv_cache_gib,
-                                  seed=cfg.seed + rank)
+                                  seed=cfg.seed + rank, threads=cfg.threads)
         self._limit = asyncio.Semaphore(cfg.max_concurrent_episodes)
 
     async def start(self) -> str:

@@ -14,7 +14,7 @@ def vllm_available() -> bool:
 
 
 def make_engine(kind: str, model_path: str, *, dtype: str, max_model_len: int, gpu_memory_utilization: float,
-                kv_cache_gib: int, seed: int) -> RolloutEngine:
+                kv_cache_gib: int, seed: int, threads: int) -> RolloutEngine:
     """Build the engine named by `rollout.engine` (`auto` picks vLLM where installed)."""
     if kind == "auto":
         kind = "vllm" if vllm_available() else "transformers"
@@ -24,7 +24,7 @@ def make_engine(kind: str, model_path: str, *, dtype: str, max_model_len: int, g
         from rltrain.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine(model_path, dtype=dtype, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                          kv_cache_gib=kv_cache_gib, seed=seed)
+                          kv_cache_gib=kv_cache_gib, seed=seed, threads=threads)
     from rltrain.engines.hf_engine import HFEngine
 
     return HFEngine(model_path, dtype=dtype, seed=seed)

@@ -42,9 +42,10 @@ def engine_vs_learner(rollouts: RolloutGroup, learners: LearnerGroup, tasks) -> 
     return worst
 
 
-@pytest.mark.parametrize(("engine", "lora_rank", "temperature"), [("vllm", 0, 0.7), ("transformers", 0, 1.0), ("transformers", 8, 1.0)])
-def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, temperature: float, tiny_model: Path,
-                                                  ray_cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine", "lora_rank", "temperature", "threads"),
+                         [("vllm", 0, 0.7, 2), ("transformers", 0, 1.0, 1), ("transformers", 8, 1.0, 1)])
+def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, temperature: float, threads: int,
+                                                  tiny_model: Path, ray_cluster, tmp_path: Path) -> None:
     """Full weights to vLLM and transformers engines; LoRA adapters are merged into the weights sent.
 
     The tiny model ties its LM head to the embeddings, as SmolLM2 does: a reload that skipped the head (vLLM's
@@ -53,7 +54,7 @@ def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, t
     """
     cfg = load_config(Path(__file__).parents[2] / "launch/configs/tiny.yaml", [
         f"model.name={tiny_model}", f"rollout.engine={engine}", "rollout.dtype=float32", "rollout.num_workers=1",
-        f"rollout.temperature={temperature}", "rollout.threads=1",
+        f"rollout.temperature={temperature}", f"rollout.threads={threads}",
         "rollout.max_new_tokens=12", "learner.num_learners=1", "learner.lr=0.05", f"learner.lora.r={lora_rank}",
         f"trainer.name=sync-{engine}-{lora_rank}"])
     algorithm = build_algorithm(cfg.algorithm)
@@ -62,7 +63,7 @@ def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, t
         learners = LearnerGroup(cfg, str(tiny_model), algorithm, cfg.trainer.name, cleanup)
         accountant = make_accountant(cfg, "arithmetic", cfg.trainer.name)
         cleanup.callback(shutdown_actors, [accountant], None)
-        assert ray.get(rollouts.workers[0].engine_threads.remote()) == 1  # vLLM's own worker process too
+        assert ray.get(rollouts.workers[0].engine_threads.remote()) == threads  # vLLM's own worker process too
         tasks = make_env("arithmetic", {}).tasks("train", 2, seed=0)
         assert engine_vs_learner(rollouts, learners, tasks) < 2e-3  # same initial weights
 
