@@ -16,6 +16,7 @@ from rltrain.engines.base import RolloutEngine, Sampling
 from rltrain.envs.base import TextEnv
 from rltrain.protocol import TOOL_SCHEMA, parse_message
 from rltrain.types import Task, Trajectory
+from rltrain.users import UserSim
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,15 @@ async def run_episode(
     max_turns: int,
     max_model_len: int,
     echo_reward: bool = False,
+    user: UserSim | None = None,
+    sample: int = 0,
 ) -> Trajectory:
-    """Play one episode of `env` on `task`; environment errors mark the trajectory failed, never reward 0."""
+    """Play one episode of `env` on `task`; environment errors mark the trajectory failed, never reward 0.
+
+    `user` is the simulated user the environment may call; `sample` numbers the episodes of one task, so that
+    each episode's user calls are keyed `<task_id>#<sample>/<call>` (seeds, replay, records).
+    """
+    env.bind_user(user, f"{task.task_id}#{sample}")
     messages, _ = env.reset(task)
     tools = [TOOL_SCHEMA] if env.protocol == "interact" else None
     traj = Trajectory(task_id=task.task_id, group_id=group_id, env=env_name, prompt_ids=renderer.prompt_ids(messages, tools),
@@ -111,4 +119,5 @@ async def run_episode(
         traj.messages.append(observation)
         if turn == max_turns - 1:
             traj.finish_reason = "max_turns"
+    traj.user_calls = list(env.user_calls)
     return traj

@@ -57,6 +57,7 @@ class Trajectory:
     `turn_rewards[t]` is the environment's reward for turn t. `reward` is the trajectory score set by the
     reward accountant; `failure` is set instead when the infrastructure failed (never reported as 0).
     `format_error` says why a malformed tool call ended the episode (a policy mistake, scored normally).
+    `user_calls` holds one record per simulated-user call (`rltrain.users.UserReply.record`): tokens, latency.
     """
 
     task_id: str
@@ -78,6 +79,7 @@ class Trajectory:
     tool_calls: int = 0
     format_error: str | None = None
     cost_records: list[dict[str, Any]] = field(default_factory=list)
+    user_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def append(self, token_ids: list[int], *, policy: bool, logprobs: list[float] | None = None) -> None:
         """Append tokens; policy tokens open a new turn and carry logprobs, others are masked out."""

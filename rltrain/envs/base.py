@@ -10,12 +10,14 @@ To add an environment, subclass `TextEnv` in a module of this package, decorate 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rltrain.registry import Registry
 from rltrain.types import Task
+from rltrain.users import UserReply, UserRequest, UserSim, UserSimError
 
 Split = Literal["train", "test"]
 
@@ -47,6 +49,31 @@ class TextEnv(ABC):
     protocol: str | None = None
     """None: `step` receives the assistant's text. "interact": the agent loop parses the `interact_with_env` tool
     call (`rltrain.protocol`) and `step` receives `[choice] content`; a malformed call ends the episode."""
+    needs_user: bool = False
+    """True for gyms whose user or judge is simulated (`rltrain.users`): the rollout worker binds a `UserSim`."""
+    user: UserSim | None = None
+    """The simulated user, bound by the rollout worker with `bind_user` before each episode."""
+    episode: str = ""
+    user_calls: list[dict[str, Any]]
+
+    def bind_user(self, user: UserSim | None, episode: str) -> None:
+        """Attach the simulated user for the next episode; `episode` keys its calls (seeds, replay, records)."""
+        self.user, self.episode, self.user_calls = user, episode, []
+
+    async def ask(self, request: UserRequest) -> UserReply:
+        """Call the simulated user for this episode and keep the call's record (tokens, latency) in `user_calls`.
+
+        LLM-judged gyms override `astep` and call this. Raises UserSimError when no user is bound or the
+        service fails; the agent loop then marks the episode failed (never reward 0).
+        """
+        if self.user is None:
+            raise UserSimError(f"{type(self).__name__} needs a simulated user; set users.backend in the config "
+                               f"(rules, vllm or openai)")
+        calls = self.__dict__.setdefault("user_calls", [])
+        request = dataclasses.replace(request, episode=self.episode, call=len(calls))
+        reply = await self.user.respond(request)
+        calls.append(reply.record(request))
+        return reply
 
     @abstractmethod
     def tasks(self, split: Split, count: int, seed: int) -> list[Task]:
