@@ -107,15 +107,23 @@ class Learner:
         width = batch.input_ids.shape[1]
         return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]).cpu()
 
-    def update(self, batch: TrainBatch, mini_batches: int) -> dict[str, float]:
-        """Train on this rank's shard: `epochs` passes of `mini_batches` optimizer steps each."""
+    def update(self, batch: TrainBatch, mini_batches: int, stale: bool = False) -> dict[str, float]:
+        """Train on this rank's shard: `epochs` passes of `mini_batches` optimizer steps each.
+
+        `stale`: the batch was sampled by older weights (asynchronous rollout), so the PPO ratio's pi_old is the
+        sampling policy itself, i.e. the engine's log-probs, not the current weights' (decoupled PPO).
+        """
         t0 = time.perf_counter()
         self.engine.train()
+        accumulation = len(batch) // (mini_batches * self.cfg.micro_batch_size)
+        if accumulation != self.gradient_accumulation:  # a step batch of another size than the config's (benchmarks)
+            self.engine.set_train_batch_size(self.cfg.micro_batch_size * accumulation * self.world_size)
+            self.gradient_accumulation = accumulation
         single_pass = mini_batches * self.algorithm.epochs == 1
         # With one optimizer step per batch the policy is unchanged until that step, so the forward pass's own
         # (detached) log-probs are the old log-probs; otherwise they are recomputed once before any update.
-        frozen = not single_pass or self.algorithm.needs_frozen_logprobs
-        old_all = self._frozen_logprobs(self.engine.module, batch) if frozen else None
+        frozen = not stale and (not single_pass or self.algorithm.needs_frozen_logprobs)
+        old_all = batch.rollout_logprobs if stale else self._frozen_logprobs(self.engine.module, batch) if frozen else None
         ref_all = self._frozen_logprobs(self.reference, batch) if self.reference is not None else None
         batch, prepared = self.algorithm.prepare_on_learner(batch, old_all, ref_all)
         sums: dict[str, float] = defaultdict(float)
@@ -138,7 +146,9 @@ class Learner:
                     self.engine.backward(loss)
                     self.engine.step()
                     metrics["learner/entropy"] = masked_mean(entropy.detach(), mask)
-                    metrics["learner/logprob_mismatch"] = masked_mean((old - micro.rollout_logprobs.to(self.device)).abs(), mask)
+                    # how far the sampler was from the weights being trained (precision, plus staleness when async)
+                    current = policy_logprobs.detach() if stale else old
+                    metrics["learner/logprob_mismatch"] = masked_mean((current - micro.rollout_logprobs.to(self.device)).abs(), mask)
                     metrics["learner/loss"] = loss.detach()
                     has_signal = mask.any() or (micro.answer_mask is not None and micro.answer_mask.any())
                     if has_signal:  # micro-batches made only of filler rows (failed trajectories) are not averaged in

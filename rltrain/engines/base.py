@@ -23,6 +23,7 @@ class Sampling:
         stop_token_ids: ids that end the turn (kept as the last generated token).
         stop_strings: texts that may end generation early; an optimisation only (engines may ignore it), so the
             caller truncates at them itself where it matters.
+        min_new_tokens: stop tokens are suppressed until this many tokens exist (fixed-length benchmarks).
     """
 
     max_new_tokens: int
@@ -30,6 +31,7 @@ class Sampling:
     top_p: float = 1.0
     stop_token_ids: tuple[int, ...] = ()
     stop_strings: tuple[str, ...] = ()
+    min_new_tokens: int = 0
 
     @property
     def greedy(self) -> bool:

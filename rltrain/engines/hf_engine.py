@@ -80,6 +80,7 @@ class HFEngine(RolloutEngine):
             input_ids=input_ids,
             attention_mask=attention_mask,
             max_new_tokens=sampling.max_new_tokens,
+            min_new_tokens=sampling.min_new_tokens or None,
             do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else None,
             top_p=sampling.top_p if not sampling.greedy else None,

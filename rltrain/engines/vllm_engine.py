@@ -55,6 +55,7 @@ class VLLMEngine(RolloutEngine):
 
         params = SamplingParams(
             max_tokens=sampling.max_new_tokens,
+            min_tokens=sampling.min_new_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             stop_token_ids=list(sampling.stop_token_ids),

@@ -94,3 +94,17 @@ def test_dead_worker_stops_the_run_cleanly(tiny_model: Path, tmp_path: Path, ray
     while (left := ours() - before) and time.time() < deadline:
         time.sleep(1)
     assert not left, [psutil.Process(pid).cmdline()[:3] for pid in left if psutil.pid_exists(pid)]
+
+
+def test_async_rollout_is_one_version_stale(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
+    """trainer.async_rollout: step k+1's episodes are sampled during step k's update, with weights k-1."""
+    cfg = tiny_config(tiny_model, tmp_path, "rollout.engine=transformers", "rollout.dtype=float32", "trainer.steps=3",
+                      "trainer.async_rollout=true", "learner.num_learners=1", "env.eval_tasks=0", "trainer.save_final=false")
+    train(cfg, ray_temp_dir=ray_tmp)
+    metrics = read_jsonl(cfg.trainer.run_dir / "metrics.jsonl")
+    assert [m["weights/version"] for m in metrics] == [1, 2, 3]
+    assert [m["weights/staleness"] for m in metrics] == [0, 1, 1]
+    versions = [t["weight_version"] for t in read_jsonl(cfg.trainer.run_dir / "trajectories.jsonl")]
+    assert versions == [0] * 8 + [0] * 8 + [1] * 8
+    # pi_old is the sampling policy: the same fp32 weights at step 1, so the ratio starts at 1
+    assert metrics[0]["learner/logprob_mismatch"] < 1e-3 and metrics[0]["learner/clip_frac"] == 0
