@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from actors.common import init_role, torch_threads
+from actors.user import UserClient
 from rltrain.agent import ChatRenderer, run_episode
 from rltrain.config.env import EnvConfig
 from rltrain.config.rollout import RolloutConfig
+from rltrain.config.users import UsersConfig
 from rltrain.engines import make_engine
 from rltrain.engines.base import Sampling
 from rltrain.envs import make_env
@@ -21,7 +25,9 @@ logger = logging.getLogger(__name__)
 class RolloutWorker:
     """Plays episodes of one environment with one engine."""
 
-    def __init__(self, rank: int, model_path: str, cfg: RolloutConfig, env_cfg: EnvConfig, max_model_len: int) -> None:
+    def __init__(self, rank: int, model_path: str, cfg: RolloutConfig, env_cfg: EnvConfig, max_model_len: int,
+                 users: tuple[Sequence[Any], UsersConfig, Sequence[str]] | None = None) -> None:
+        """`users`: (user actor handles, users config, actor names) for gyms with a simulated user; None otherwise."""
         init_role(f"rollout-{rank}", cfg.threads)
         self.rank, self.cfg, self.env_cfg, self.max_model_len = rank, cfg, env_cfg, max_model_len
         self.model_path = model_path
@@ -30,6 +36,7 @@ class RolloutWorker:
                                   gpu_memory_utilization=cfg.gpu_memory_utilization, kv_cache_gib=cfg.kv_cache_gib,
                                   seed=cfg.seed + rank, threads=cfg.threads)
         self._limit = asyncio.Semaphore(cfg.max_concurrent_episodes)
+        self.user = UserClient(*users) if users is not None else None
 
     async def start(self) -> str:
         """Load the engine; returns its class name."""
@@ -42,24 +49,29 @@ class RolloutWorker:
         return type(self.engine).__name__
 
     async def rollout(self, tasks: list[Task], group_ids: list[int], n: int, greedy: bool = False,
-                      stop: tuple[str, ...] = ()) -> list[Trajectory]:
-        """`n` episodes of each task, all in flight at once (bounded by max_concurrent_episodes)."""
+                      stop: tuple[str, ...] = (), lengths: tuple[int, int] | None = None) -> list[Trajectory]:
+        """`n` episodes of each task, all in flight at once (bounded by max_concurrent_episodes).
+
+        `lengths`: (min, max) new tokens per turn instead of (0, rollout.max_new_tokens), for fixed-length benchmarks.
+        """
+        low, high = lengths or (0, self.cfg.max_new_tokens)
         sampling = Sampling(
-            max_new_tokens=self.cfg.max_new_tokens,
+            max_new_tokens=high,
+            min_new_tokens=low,
             temperature=0.0 if greedy else self.cfg.temperature,
             top_p=1.0 if greedy else self.cfg.top_p,
             stop_token_ids=(self.renderer.end_of_turn_id,),
             stop_strings=tuple(stop),
         )
 
-        async def one(task: Task, group_id: int) -> Trajectory:
+        async def one(task: Task, group_id: int, sample: int) -> Trajectory:
             async with self._limit:
                 return await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
                                          env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
                                          max_turns=self.env_cfg.max_turns, max_model_len=self.max_model_len,
-                                         echo_reward=self.env_cfg.echo_reward)
+                                         echo_reward=self.env_cfg.echo_reward, user=self.user, sample=sample)
 
-        return list(await asyncio.gather(*(one(t, g) for t, g in zip(tasks, group_ids) for _ in range(n))))
+        return list(await asyncio.gather(*(one(t, g, s) for t, g in zip(tasks, group_ids) for s in range(n))))
 
     async def load_weights(self, folder: str, version: int) -> float:
         """Load weights `version` from `folder`; returns the seconds it took."""

@@ -78,6 +78,7 @@ async def run_episode(
     """
     env.bind_user(user, f"{task.task_id}#{sample}")
     messages, _ = env.reset(task)
+    env_name = getattr(env, "active_name", "") or env_name  # a mix of gyms: the gym that plays this task
     tools = [TOOL_SCHEMA] if env.protocol == "interact" else None
     traj = Trajectory(task_id=task.task_id, group_id=group_id, env=env_name, prompt_ids=renderer.prompt_ids(messages, tools),
                       messages=list(messages), task_data=dict(task.data), weight_version=engine.version)
@@ -108,12 +109,14 @@ async def run_episode(
             logger.warning("episode %s failed: %s", task.task_id, traj.failure)
             break
         traj.turn_rewards.append(float(result.reward))
+        if result.info.get("judge_error"):
+            traj.judge_errors.append(str(result.info["judge_error"]))
         if result.terminated or result.truncated or result.observation is None:
             break
         if gen.finish_reason != "stop":
             traj.finish_reason = "length"  # a cut-off turn cannot be continued faithfully
             break
-        text = f"{result.observation}\nReward: {result.reward}" if echo_reward else result.observation
+        text = f"{result.observation}\nReward: {round(result.reward, 4):g}" if echo_reward else result.observation
         observation = {"role": "tool" if env.protocol == "interact" else "user", "content": text}
         traj.append(renderer.continuation_ids(traj.messages, observation), policy=False)
         traj.messages.append(observation)

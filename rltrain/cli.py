@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                                        "benchmark in turn. Run on an otherwise idle machine: they measure speed.")
     bench.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark (see its --help)")
+    from rltrain import doctor, jobs
+
+    doctor.add_command(sub)
+    jobs.add_commands(sub)
     return parser
 
 
@@ -93,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [x for x in extra if x.startswith("-") or "=" not in x]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.command == "train":
+    if extra and hasattr(args, "overrides"):
         args.overrides = [*args.overrides, *extra]
+    elif extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "bench":
         return _bench(args.name, [*args.args, *extra])
+    if hasattr(args, "func"):  # doctor, submit, status, logs, stop
+        return args.func(args)
     if args.command != "train":
         parser.print_help()
         return 0 if args.command is None else 2

@@ -282,6 +282,7 @@ class Trainer:
             "rollout/turns": sum(len(t.turn_boundaries) for t in trajectories) / n,
             "rollout/tool_calls": sum(t.tool_calls for t in trajectories) / n,
             "rollout/format_error_rate": sum(t.format_error is not None for t in trajectories) / n,
+            "rollout/judge_error_rate": sum(bool(t.judge_errors) for t in trajectories) / n,
             **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics,
             "rollout/response_len": generated / n,
             "rollout/tokens": float(generated),

@@ -20,6 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from actors.accountant import RewardAccountant
 from actors.learner import Learner
 from actors.rollout import RolloutWorker
+from actors.user import UserService
 from rltrain.algorithms.base import Algorithm
 from rltrain.config.run import RunConfig
 from rltrain.types import Task, TrainBatch, Trajectory
@@ -80,13 +81,15 @@ def _options(name: str, num_cpus: float, num_gpus: float, group: PlacementGroup 
 class RolloutGroup:
     """N rollout workers; tasks are spread over them in contiguous blocks."""
 
-    def __init__(self, cfg: RunConfig, model_path: str, run_tag: str, cleanup: ExitStack) -> None:
+    def __init__(self, cfg: RunConfig, model_path: str, run_tag: str, cleanup: ExitStack,
+                 users: UserGroup | None = None) -> None:
         rc = cfg.rollout
         self.group = _reserve([{"CPU": rc.num_cpus, "GPU": rc.num_gpus}] * rc.num_workers, f"{run_tag}-rollout")
         remote = ray.remote(RolloutWorker)
+        user_args = (users.actors, cfg.users, users.names) if users is not None else None
         self.workers = [
             remote.options(**_options(f"{run_tag}-rollout-{i}", rc.num_cpus, rc.num_gpus, self.group, i)).remote(
-                i, model_path, rc, cfg.env, cfg.model.max_model_len)
+                i, model_path, rc, cfg.env, cfg.model.max_model_len, user_args)
             for i in range(rc.num_workers)
         ]
         cleanup.callback(shutdown_actors, self.workers, self.group)
@@ -96,9 +99,18 @@ class RolloutGroup:
     def rollout(self, tasks: Sequence[Task], n: int, greedy: bool = False, stop: tuple[str, ...] = (),
                 timeout: float | None = None) -> list[Trajectory]:
         """`n` episodes of each task, the episodes of one task contiguous; group ids are the tasks' positions."""
+        return self.collect(self.submit(tasks, n, greedy, stop), timeout)
+
+    def submit(self, tasks: Sequence[Task], n: int, greedy: bool = False, stop: tuple[str, ...] = (),
+               lengths: tuple[int, int] | None = None) -> list[Any]:
+        """Start a rollout without waiting (the asynchronous trainer overlaps it with the update); see `collect`."""
         per = -(-len(tasks) // len(self.workers))  # contiguous blocks keep the result in task order
         blocks = [list(range(len(tasks)))[i * per : (i + 1) * per] for i in range(len(self.workers))]
-        refs = [w.rollout.remote([tasks[j] for j in block], block, n, greedy, stop) for w, block in zip(self.workers, blocks) if block]
+        return [w.rollout.remote([tasks[j] for j in block], block, n, greedy, stop, lengths)
+                for w, block in zip(self.workers, blocks) if block]
+
+    def collect(self, refs: list[Any], timeout: float | None = None) -> list[Trajectory]:
+        """The trajectories of a submitted rollout, in task order."""
         return [traj for part in get(refs, "rollout", timeout) for traj in part]
 
     def load_weights(self, folder: str, version: int) -> float:
@@ -123,11 +135,11 @@ class LearnerGroup:
         cleanup.callback(shutdown_actors, self.ranks, self.group)
         self.num_parameters = get([r.setup.remote() for r in self.ranks], "starting learners (DeepSpeed init)", START_TIMEOUT_S)[0]
 
-    def update(self, batch: TrainBatch) -> dict[str, float]:
+    def update(self, batch: TrainBatch, stale: bool = False) -> dict[str, float]:
         """One step's updates; metrics are averaged over ranks, times are the slowest rank's."""
         mini_batches = len(batch) // self.cfg.mini_batch_size
         shards = batch.split(len(self.ranks))  # contiguous: a task's group stays on one rank
-        results = get([r.update.remote(s, mini_batches) for r, s in zip(self.ranks, shards)], "learner update")
+        results = get([r.update.remote(s, mini_batches, stale) for r, s in zip(self.ranks, shards)], "learner update")
         merged: dict[str, list[float]] = defaultdict(list)
         for result in results:
             for key, value in result.items():
@@ -143,6 +155,33 @@ class LearnerGroup:
     def call(self, method: str, *args: Any) -> list[Any]:
         """Call a method on every rank (for probes and tests)."""
         return get([getattr(r, method).remote(*args) for r in self.ranks], f"learner.{method}")
+
+class UserGroup:
+    """N simulated-user actors (`actors/user.py`), placed apart from the policy; rollout workers get the handles.
+
+    Ray restarts a dead one (`users.max_restarts`); meanwhile each rollout worker's `UserClient` sends the calls of
+    its episodes to the others.
+    """
+
+    def __init__(self, cfg: RunConfig, model_path: str | None, rule_modules: Sequence[str], run_tag: str,
+                 cleanup: ExitStack) -> None:
+        uc = cfg.users
+        self.group = _reserve([{"CPU": uc.num_cpus, "GPU": uc.num_gpus}] * uc.num_actors, f"{run_tag}-users")
+        remote = ray.remote(UserService)
+        self.names = [f"{run_tag}-user-{i}" for i in range(uc.num_actors)]
+        self.actors = [
+            remote.options(**_options(name, uc.num_cpus, uc.num_gpus, self.group, i), max_restarts=uc.max_restarts).remote(
+                i, uc, cfg.trainer.seed, model_path, tuple(rule_modules))
+            for i, name in enumerate(self.names)
+        ]
+        cleanup.callback(shutdown_actors, self.actors, self.group)
+        self.backends = get([a.start.remote() for a in self.actors], "starting simulated-user actors", START_TIMEOUT_S)
+        logger.info("simulated-user actors ready: %s", ", ".join(f"{n} ({b})" for n, b in zip(self.names, self.backends)))
+
+    def stats(self) -> list[dict[str, int]]:
+        """Each actor's counters (calls, cache hits, retries, failures, peak in flight)."""
+        return get([a.stats.remote() for a in self.actors], "user actor stats", 60)
+
 
 def make_accountant(cfg: RunConfig, fn_name: str, run_tag: str) -> Any:
     rc = cfg.reward

@@ -58,6 +58,8 @@ class Trajectory:
     reward accountant; `failure` is set instead when the infrastructure failed (never reported as 0).
     `format_error` says why a malformed tool call ended the episode (a policy mistake, scored normally).
     `user_calls` holds one record per simulated-user call (`rltrain.users.UserReply.record`): tokens, latency.
+    `judge_errors` lists the turns whose simulated judge answered in a malformed way (scored by the gym's
+    fallback rule, reward 0 for that turn; a weak simulator shows up here, not as silent zeros).
     """
 
     task_id: str
@@ -80,6 +82,7 @@ class Trajectory:
     format_error: str | None = None
     cost_records: list[dict[str, Any]] = field(default_factory=list)
     user_calls: list[dict[str, Any]] = field(default_factory=list)
+    judge_errors: list[str] = field(default_factory=list)
 
     def append(self, token_ids: list[int], *, policy: bool, logprobs: list[float] | None = None) -> None:
         """Append tokens; policy tokens open a new turn and carry logprobs, others are masked out."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -127,3 +127,23 @@ def parse_json_reply(text: str) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
     return None
+
+
+def user_metrics(trajectories: Iterable[Any]) -> dict[str, float]:
+    """Per-step metrics of the simulated-user calls recorded on trajectories (`user_calls`); empty without calls.
+
+    `users/calls` and `users/tokens` are totals over the step, `users/latency_s` the mean per call,
+    `users/cache_rate` the share answered from the service's cache, `users/retried_rate` the share that needed
+    more than one attempt.
+    """
+    calls = [call for t in trajectories for call in getattr(t, "user_calls", None) or []]
+    if not calls:
+        return {}
+    n = len(calls)
+    return {
+        "users/calls": float(n),
+        "users/tokens": float(sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in calls)),
+        "users/latency_s": sum(c.get("latency_s", 0.0) for c in calls) / n,
+        "users/cache_rate": sum(c.get("backend") == "cache" for c in calls) / n,
+        "users/retried_rate": sum(c.get("attempts", 1) > 1 for c in calls) / n,
+    }

@@ -113,5 +113,5 @@ def test_interact_protocol_counts_calls_and_ends_on_a_malformed_call(renderer: C
                                    max_turns=5, max_model_len=1024, echo_reward=True))
     assert traj.tool_calls == 1 and traj.format_error.startswith("bad_json") and traj.finish_reason == "format_error"
     assert not traj.failed  # a policy mistake, scored like any other episode
-    assert traj.messages[2] == {"role": "tool", "content": f"The test case is: {','.join(map(str, task.data['test']))}\nReward: 0.0"}
+    assert traj.messages[2] == {"role": "tool", "content": f"The test case is: {','.join(map(str, task.data['test']))}\nReward: 0"}
     assert len(traj.turn_boundaries) == 2 and traj.turn_rewards == [0.0]

@@ -4,7 +4,18 @@ To add one: write `rltrain/envs/<name>.py` with a `TextEnv` subclass decorated b
 `@ENVIRONMENTS.register("<name>")`, and add the import below.
 """
 
-from rltrain.envs import arithmetic, function_gym, word_problems  # noqa: F401  (registers each environment)
+from rltrain.envs import (  # noqa: F401  (registers each environment)
+    arithmetic,
+    function_gym,
+    intention,
+    mix,
+    persuade,
+    search,
+    telepathy,
+    travel,
+    turtle,
+    word_problems,
+)
 from rltrain.envs.base import ENVIRONMENTS, StepResult, TextEnv, make_env
 
 __all__ = ["ENVIRONMENTS", "StepResult", "TextEnv", "make_env"]

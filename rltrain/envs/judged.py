@@ -1,0 +1,219 @@
+"""What the four LLM-judged UserRL gyms share (spec §1.4, §1.5): task files, verbs, judge calls, reward clipping.
+
+A judged gym (`TelepathyGym`, `TurtleGym`, `PersuadeGym`, `IntentionGym`) subclasses `JudgedGym` and writes
+only its own rules: `opening(task)` (the first user message) and `act(verb, content)` (one `[action]`,
+`[search]` or `[answer]` turn). This class owns the rest:
+
+- tasks: `rltrain/envs/data/<data_file>` holds `{"train": [...], "test": [...]}`; `tasks(split, count, seed)`
+  shuffles a split with `random.Random(f"{name}-{split}-{seed}")` and cycles through it when `count` exceeds
+  the split, suffixing `~<pass>` to the task ids of later passes so that episode keys (`<task_id>#<sample>`)
+  stay unique;
+- the verbs (spec §1.3): `[finish]` ends the episode with reward 0; a verb the gym does not offer returns
+  a hint with reward 0; every step counts towards `max_steps` and the step that reaches it is truncated;
+- the turn reward: `reward - step_penalty`, clipped to [0, 1] when `normalize_rewards` (spec §1.4);
+- `ask_json`: one simulated-user call whose reply must be a JSON object of a given shape.
+
+Failure policy. Two different things can go wrong with the simulated user:
+
+- Malformed output (no JSON, a missing field, a value outside the allowed set) is a weak simulator's
+  mistake, not a broken service. As in UserRL (spec §1.4) the turn gets fallback feedback and reward 0 and
+  the episode goes on; unlike UserRL it is visible: that step's `StepResult.info["judge_error"]` names the
+  rule and the reason, and `judge_errors` counts them over the episode. It never raises.
+- `UserSimError` (no user bound, service down, retries exhausted) propagates out of `astep`: the agent loop
+  marks the episode failed, never reward 0 (spec §1.11, "Env exceptions ... silent negative signal").
+
+`step` runs `astep` with `asyncio.run`, for scripts and tests outside an event loop; the agent loop awaits
+`astep`. The small text helpers the rules responders share (`normalize`, `mentions`, `fenced_json`) live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import functools
+import json
+import random
+import re
+from abc import abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from rltrain.envs.base import Split, StepResult, TextEnv
+from rltrain.types import Task
+from rltrain.users import UserRequest, parse_json_reply
+
+T = TypeVar("T")
+DATA_DIR = Path(__file__).parent / "data"
+
+PROTOCOL_RULES = (
+    "Use the interact_with_env tool (or write one tagged line):\n"
+    "{verbs}\n"
+    "[finish]           - end the episode\n"
+    "Think step by step before each call."
+)
+
+
+class JudgeError(ValueError):
+    """A simulator reply that does not have the shape the gym asked for (raised by `ask_json` parsers)."""
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation to spaces, single spaces, no leading article: what the rules compare.
+
+    >>> normalize("  The Eiffel-Tower! ")
+    'eiffel tower'
+    """
+    words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+    if words and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def mentions(text: str, keywords: Iterable[str]) -> list[str]:
+    """The keywords that occur in `text` as whole words or word prefixes ("swim" matches "swimming").
+
+    >>> mentions("Does it live in the sea and swim?", ["swim", "fur", "sea"])
+    ['swim', 'sea']
+    """
+    padded = f" {normalize(text)}"
+    return [k for k in keywords if normalize(k) and f" {normalize(k)}" in padded]  # "a" normalizes to ""
+
+
+def fenced_json(value: dict[str, Any]) -> str:
+    """A JSON reply in the ```json fence the LLM prompts ask for, so rules and LLM replies parse alike."""
+    return f"```json\n{json.dumps(value)}\n```"
+
+
+@functools.cache
+def load_tasks(data_file: str) -> dict[str, tuple[dict[str, Any], ...]]:
+    """The train and test tasks of one gym's JSON file (read once per process)."""
+    raw = json.loads((DATA_DIR / data_file).read_text())
+    return {split: tuple(raw[split]) for split in ("train", "test")}
+
+
+class JudgedGym(TextEnv):
+    """A UserRL gym whose user or judge is simulated; subclasses implement `opening` and `act`."""
+
+    reward_fn = "turn_rewards"
+    protocol = "interact"
+    needs_user = True
+
+    name: ClassVar[str]
+    """The registered name; also seeds task sampling and prefixes the rule names (`<name>.<what>`)."""
+    data_file: ClassVar[str]
+    """File under `rltrain/envs/data/` with `{"train": [...], "test": [...]}`; each task has a unique "id"."""
+    goal: ClassVar[str]
+    """What the agent must do, shown first in the system prompt."""
+    verbs: ClassVar[dict[str, str]]
+    """The verbs this gym offers ("action", "search", "answer") and what each does, for the system prompt."""
+
+    def __init__(self, max_steps: int = 16, step_penalty: float = 0.0, normalize_rewards: bool = True) -> None:
+        """Args:
+            max_steps: steps before truncation (UserRL's env manager sets it to multi_turn.max_turns, 16).
+            step_penalty: subtracted from every turn reward (spec §1.4 default 0.0).
+            normalize_rewards: clip turn rewards to [0, 1] (spec §1.4: True for these four gyms).
+        """
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        self.max_steps, self.step_penalty, self.normalize_rewards = max_steps, step_penalty, normalize_rewards
+        # Per episode, set by reset.
+        self.task: Task | None = None
+        self.steps = 0
+        self.judge_errors = 0
+        self._step_errors: list[str] = []
+
+    # -- tasks and episodes ------------------------------------------------------------------------------------
+
+    def tasks(self, split: Split, count: int, seed: int) -> list[Task]:
+        pool = list(load_tasks(self.data_file)[split])
+        random.Random(f"{self.name}-{split}-{seed}").shuffle(pool)
+        # Deep copies: the pool is cached per process, and a task's data may be mutated downstream.
+        return [Task(task_id=pool[i % len(pool)]["id"] + (f"~{i // len(pool)}" if i >= len(pool) else ""),
+                     data={**copy.deepcopy(pool[i % len(pool)]), "split": split}) for i in range(count)]
+
+    def reset(self, task: Task) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        self.task, self.steps, self.judge_errors = task, 0, 0
+        opening = self.opening(task.data)
+        width = max(len(verb) for verb in self.verbs) + 3
+        verbs = "\n".join(f"[{verb}]".ljust(width) + f" {what}" for verb, what in self.verbs.items())
+        system = f"{self.goal}\n\n{PROTOCOL_RULES.format(verbs=verbs)}"
+        return [{"role": "system", "content": system}, {"role": "user", "content": opening}], {}
+
+    def step(self, action: str) -> StepResult:
+        """Synchronous `astep`, for use outside an event loop."""
+        return asyncio.run(self.astep(action))
+
+    async def astep(self, action: str) -> StepResult:
+        if self.task is None:
+            raise RuntimeError(f"{type(self).__name__}.reset(task) must come before step")
+        self.steps += 1
+        self._step_errors = []
+        verb, _, content = action.partition("]")
+        verb, content = verb.strip("[ ").lower(), content.strip()
+        if verb == "finish":
+            return StepResult(None, terminated=True)
+        if verb in self.verbs:
+            result = await self.act(verb, content)
+        else:
+            offered = ", ".join(f"[{v}]" for v in self.verbs)
+            result = StepResult(f"Format wrong: use {offered} or [finish].")
+        reward = result.reward - self.step_penalty
+        if self.normalize_rewards:
+            reward = min(1.0, max(0.0, reward))
+        info = dict(result.info)
+        if self._step_errors:
+            info["judge_error"] = "; ".join(self._step_errors)
+        return dataclasses.replace(result, reward=reward, info=info,
+                                   truncated=not result.terminated and self.steps >= self.max_steps)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The current task's data."""
+        if self.task is None:
+            raise RuntimeError(f"{type(self).__name__}.reset(task) must come before step")
+        return self.task.data
+
+    # -- the simulated user ------------------------------------------------------------------------------------
+
+    async def ask_json(self, request: UserRequest, parse: Callable[[dict[str, Any]], T]) -> T | None:
+        """Ask the simulated user and parse its JSON reply; None (recorded as a judge error) when malformed.
+
+        `parse` turns the reply's JSON object into what the gym needs and raises `JudgeError` (or KeyError,
+        TypeError, ValueError) when the object lacks a field or holds a value off the allowed set.
+        UserSimError from the service is not caught.
+        """
+        reply = await self.ask(request)
+        value = parse_json_reply(reply.text)
+        try:
+            if value is None:
+                raise JudgeError("no JSON object in the reply")
+            return parse(value)
+        except (JudgeError, KeyError, TypeError, ValueError) as err:
+            reason = f"missing field {err}" if isinstance(err, KeyError) else str(err)
+            self._step_errors.append(f"{request.rule}: {reason}")
+            self.judge_errors += 1
+            return None
+
+    # -- what each gym implements ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def opening(self, data: dict[str, Any]) -> str:
+        """Set up the episode's state for task `data`; return the first user message."""
+
+    @abstractmethod
+    async def act(self, verb: str, content: str) -> StepResult:
+        """Play one offered verb; return feedback, the raw turn reward and whether the task is over."""
+
+
+def one_of(value: Any, allowed: Iterable[str], field: str) -> str:
+    """`value` matched case-insensitively against `allowed`, returned in its canonical spelling.
+
+    >>> one_of(" yes", ("Yes", "No"), "response")
+    'Yes'
+    """
+    for option in allowed:
+        if isinstance(value, str) and value.strip().lower() == option.lower():
+            return option
+    raise JudgeError(f"{field}={value!r} is not one of {', '.join(allowed)}")

@@ -1,0 +1,65 @@
+"""The `users` section: strict values, and the checks against the environment made before Ray starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import rltrain.envs.telepathy  # noqa: F401  (registers a gym that needs a user)
+from rltrain.config import ConfigError, load_config
+from rltrain.driver import check_resources, prepare, required_cpus
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["users.backend=llama"], "users.backend='llama' is not a valid choice; use one of: 'rules', 'vllm', 'openai'"),
+        (["users.num_actors=-1"], "users.num_actors=-1 must be >= 0"),
+        (["users.max_in_flight=0"], "users.max_in_flight=0 must be >= 1"),
+        (["users.timeout_s=0"], "users.timeout_s=0.0 must be > 0"),
+        (["users.retries=-2"], "users.retries=-2 must be >= 0"),
+        (["users.cache_size=-1"], "users.cache_size=-1 must be >= 0 (0 disables the cache)"),
+        (["users.personas=['a', ' ']"], "users.personas has an empty entry"),
+        (["users.backend=openai"], "users.backend=openai needs users.model"),
+        (["users.base_url=localhost:8000"], "users.base_url='localhost:8000' must start with http://"),
+        (["users.api_key_env=sk-abc123"], "users.api_key_env must be the NAME of an environment variable"),
+        (["users.max_restarts=-1"], "users.max_restarts=-1 must be >= 0"),
+    ],
+)
+def test_bad_users_values_name_key_and_fix(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert needle in str(err.value)
+    assert "abc123" not in str(err.value)  # a pasted key is never echoed
+
+
+def test_a_gym_that_needs_a_user_checks_the_users_section(tiny_model: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    base = [f"model.name={tiny_model}", "env.name=telepathy"]
+    with pytest.raises(ConfigError, match="env.name='telepathy' needs a simulated user but users.num_actors=0; set users.num_actors=1"):
+        prepare(load_config(None, [*base, "users.num_actors=0"]))
+    with pytest.raises(ConfigError, match="users.replay_from='nope.jsonl' does not exist"):
+        prepare(load_config(None, [*base, "users.replay_from=nope.jsonl"]))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    openai = [*base, "users.backend=openai", "users.model=m"]
+    with pytest.raises(ConfigError, match="needs an endpoint: set users.base_url"):
+        prepare(load_config(None, openai))
+    monkeypatch.delenv("RLTRAIN_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="environment variable RLTRAIN_TEST_UNSET_KEY, which is not set"):
+        prepare(load_config(None, [*openai, "users.base_url=http://127.0.0.1:1/v1", "users.api_key_env=RLTRAIN_TEST_UNSET_KEY"]))
+    prep = prepare(load_config(None, [*base, "users.backend=vllm", f"users.model={tiny_model}"]))
+    assert prep.user_model_path == str(tiny_model)
+    assert prepare(load_config(None, [*base, "users.num_actors=2"])).user_model_path is None  # rules: no model
+
+
+def test_user_actors_count_in_resources_only_when_the_gym_needs_them() -> None:
+    plain = load_config(None, ["users.num_actors=4", "users.num_cpus=1"])  # arithmetic: no user actors
+    telepathy = load_config(None, ["env.name=telepathy", "users.num_actors=4", "users.num_cpus=1", "users.num_gpus=0.5"])
+    assert required_cpus(telepathy) == required_cpus(plain) + 4
+    with pytest.raises(ConfigError, match=r"users.num_actors x users.num_cpus"):
+        check_resources(telepathy, {"CPU": required_cpus(plain)})
+    with pytest.raises(ConfigError, match="the roles need 2 GPUs"):
+        check_resources(telepathy, {"CPU": 64.0})
+    check_resources(telepathy, {"CPU": 64.0, "GPU": 2.0})
+    check_resources(plain, {"CPU": required_cpus(plain)})
