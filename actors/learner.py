@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +20,7 @@ from actors.common import init_role, torch_threads
 from rltrain.algorithms.base import Algorithm, LossInputs
 from rltrain.config.learner import LearnerConfig
 from rltrain.ops import entropy_from_logits, masked_mean, token_logprobs
+from rltrain.telemetry import ActorMetrics
 from rltrain.types import TrainBatch
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class Learner:
     def __init__(self, rank: int, world_size: int, master_port: int, model_path: str, cfg: LearnerConfig,
                  algorithm: Algorithm, gradient_accumulation: int, seed: int, temperature: float = 1.0) -> None:
         init_role(f"learner-{rank}", cfg.threads)
+        self.metrics = ActorMetrics(f"learner-{rank}")
         self.rank, self.world_size, self.cfg, self.algorithm = rank, world_size, cfg, algorithm
         self.model_path, self.gradient_accumulation, self.seed = model_path, gradient_accumulation, seed
         self.temperature = temperature  # the rollout's: log-probs must describe the distribution that was sampled
@@ -52,11 +55,11 @@ class Learner:
         if self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if self.cfg.lora.r > 0:
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
-            lora = self.cfg.lora
-            model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                     target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+            from rltrain.export import peft_lora_config
+
+            model = get_peft_model(model, peft_lora_config(self.cfg.lora))
         self.tied = bool(getattr(model.config, "tie_word_embeddings", False))
         params = [p for p in model.parameters() if p.requires_grad]
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=params, config=self._ds_config())
@@ -159,6 +162,7 @@ class Learner:
         out = {**prepared, **{k: sums[k] / counts[k] for k in sums}}
         out["learner/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
         out["time/learner_update_s"] = time.perf_counter() - t0
+        self.metrics.update_done(out["time/learner_update_s"])
         return out
 
     def full_state_dict(self, dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
@@ -197,9 +201,13 @@ class Learner:
         tmp.rename(Path(folder) / "model.safetensors")  # readers never see a half-written file
         return time.perf_counter() - t0
 
-    def save_hf(self, out_dir: str) -> str | None:
-        """Save the current weights as an HF folder (config, safetensors, tokenizer) from rank 0."""
+    def save_hf(self, out_dir: str) -> dict[str, float | str] | None:
+        """Save the current weights as an HF folder (config, generation config, safetensors, tokenizer with chat
+        template) from rank 0, then verify it: reloaded with transformers, its logits on a probe batch must equal
+        these weights'. Returns {"path", "max_abs_diff"} on rank 0, None elsewhere; raises ExportError on a mismatch."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from rltrain.export import ExportError, verify_logits
 
         state = self.full_state_dict(torch.float32)
         if state is None:
@@ -207,8 +215,41 @@ class Learner:
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
         model.load_state_dict(state, strict=not self.tied)
         model.save_pretrained(out_dir)
-        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(out_dir)
-        return out_dir
+        tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        tokenizer.save_pretrained(out_dir)
+        check = verify_logits(model, out_dir, tokenizer, "float32")
+        if not check.ok:
+            raise ExportError(f"the saved model in {out_dir} does not reproduce the trained weights: {check}")
+        logger.info("saved %s; verified with transformers: %s", out_dir, check)
+        return {"path": out_dir, "max_abs_diff": check.max_abs_diff}
+
+    def save_checkpoint(self, folder: str) -> None:
+        """Write this rank's DeepSpeed state (weights, optimizer, scheduler) and RNG/counters into `folder`.
+
+        Every rank writes its own shard files; on several nodes `folder` must be on a shared file system."""
+        # imported here: rltrain.checkpoint imports rltrain.groups, which imports this module
+        from rltrain.checkpoint import DS_TAG, rank_file, rng_state
+
+        self.engine.save_checkpoint(folder, tag=DS_TAG, save_latest=False)  # the driver keeps its own `latest`
+        with rank_file(folder, self.rank).open("wb") as f:
+            pickle.dump({"rng": rng_state(), "steps": self.steps, "gradient_accumulation": self.gradient_accumulation}, f)
+
+    def load_checkpoint(self, folder: str) -> None:
+        """Restore what `save_checkpoint` wrote: DeepSpeed state, RNG states and the update counter (which seeds
+        the mini-batch shuffle, so a resumed run shuffles as the uninterrupted one did)."""
+        from rltrain.checkpoint import DS_TAG, rank_file, set_rng_state
+
+        path, _ = self.engine.load_checkpoint(folder, tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"rank {self.rank}: no DeepSpeed state under {folder}/{DS_TAG}; the checkpoint is "
+                                    f"incomplete or was written by another number of learner ranks")
+        with rank_file(folder, self.rank).open("rb") as f:
+            state = pickle.load(f)
+        set_rng_state(state["rng"])
+        self.steps = state["steps"]
+        if state["gradient_accumulation"] != self.gradient_accumulation:
+            self.engine.set_train_batch_size(self.cfg.micro_batch_size * state["gradient_accumulation"] * self.world_size)
+            self.gradient_accumulation = state["gradient_accumulation"]
 
     @torch.no_grad()
     def sequence_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from rltrain.config.users import UsersConfig
 from rltrain.engines import make_engine
 from rltrain.engines.base import Sampling
 from rltrain.envs import make_env
+from rltrain.telemetry import ActorMetrics
 from rltrain.types import Task, Trajectory
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class RolloutWorker:
                  users: tuple[Sequence[Any], UsersConfig, Sequence[str]] | None = None) -> None:
         """`users`: (user actor handles, users config, actor names) for gyms with a simulated user; None otherwise."""
         init_role(f"rollout-{rank}", cfg.threads)
+        self.metrics = ActorMetrics(f"rollout-{rank}")
         self.rank, self.cfg, self.env_cfg, self.max_model_len = rank, cfg, env_cfg, max_model_len
         self.model_path = model_path
         make_env(env_cfg.name, env_cfg.kwargs)  # bad env kwargs fail here, before the engine loads
@@ -65,13 +67,16 @@ class RolloutWorker:
         )
 
         async def one(task: Task, group_id: int, sample: int) -> Trajectory:
-            async with self._limit:
+            async with self.metrics.episode(self._limit):  # the slot, counted as queued/in flight
                 return await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
                                          env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
                                          max_turns=self.env_cfg.max_turns, max_model_len=self.max_model_len,
-                                         echo_reward=self.env_cfg.echo_reward, user=self.user, sample=sample)
+                                         echo_reward=self.env_cfg.echo_reward,
+                                         plain_text_as_action=self.env_cfg.plain_text_as_action, user=self.user, sample=sample)
 
-        return list(await asyncio.gather(*(one(t, g, s) for t, g in zip(tasks, group_ids) for s in range(n))))
+        trajectories = list(await asyncio.gather(*(one(t, g, s) for t, g in zip(tasks, group_ids) for s in range(n))))
+        self.metrics.episodes_done(trajectories)
+        return trajectories
 
     async def load_weights(self, folder: str, version: int) -> float:
         """Load weights `version` from `folder`; returns the seconds it took."""

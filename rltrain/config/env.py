@@ -20,6 +20,10 @@ class EnvConfig:
     """Held-out tasks evaluated greedily before and after training (0 disables evaluation)."""
     echo_reward: bool = False
     """Append "Reward: x" to each environment reply, as UserRL does (the policy can then condition on it)."""
+    plain_text_as_action: bool = False
+    """In `interact` gyms, treat a message with no tool call and no tag as `[action] <message>` (talking to the user,
+    as in tau-bench) instead of a format error that ends the episode (UserRL's rule, the default). For small models
+    not yet trained on the tool protocol."""
 
     def __post_init__(self) -> None:
         check(self.max_turns >= 1, f"env.max_turns={self.max_turns} must be >= 1")

@@ -40,8 +40,7 @@ class HFEngine(RolloutEngine):
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).eval()
         pad = self.model.generation_config.pad_token_id
         self.pad_id = pad if pad is not None else (self.model.config.eos_token_id or 0)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
+        self._reseed(0)
         self._loop_task = asyncio.get_running_loop().create_task(self._serve())
 
     async def generate(self, prompt_ids: list[int], sampling: Sampling) -> Generation:
@@ -113,6 +112,14 @@ class HFEngine(RolloutEngine):
         if unexpected or set(missing) - tied:
             raise ValueError(f"weights in {folder} do not fit the model: missing {sorted(set(missing) - tied)[:5]}, unexpected {unexpected[:5]}")
         self.version = version
+        self._reseed(version)
+
+    def _reseed(self, version: int) -> None:
+        """The one place that seeds sampling. `generate` draws from torch's global generator (it takes none of its
+        own), so its state would depend on everything sampled since start-up. Reseeding from (seed, weight version)
+        at each weight load makes step k's samples (drawn with weights k-1) a function of (seed, k) alone: a run
+        resumed from a checkpoint samples exactly what the uninterrupted run did."""
+        torch.manual_seed(self.seed * 1_000_003 + version)
 
     async def shutdown(self) -> None:
         if self._loop_task is not None:

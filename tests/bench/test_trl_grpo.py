@@ -80,7 +80,7 @@ def test_reward_adapter_sums_terms_and_logs() -> None:
                     log_metric=metrics.__setitem__, trainer_state=None)
     assert scores == pytest.approx([1.2, 1.0, 0.2])
     assert reward.__name__ == "arithmetic"
-    assert log.rewards == [{"samples": 3, "generated_tokens": 6, "reward_mean": pytest.approx(0.8),
+    assert log.rewards == [{"samples": 3, "gen_tokens": 6, "max_response_len": 3, "reward": pytest.approx(0.8),
                             "correct_rate": pytest.approx(2 / 3)}]
     assert metrics["correct_rate"] == pytest.approx(2 / 3)
 

@@ -156,3 +156,35 @@ def test_groups_start_user_actors_and_hand_them_to_rollout_workers(ray_cluster: 
         assert [s["calls"] for s in users.stats()] == [0, 0]  # arithmetic never asks the user
     with pytest.raises(ValueError):  # the ExitStack stopped the user actors with the rest
         ray.get_actor("wiring-user-0")
+
+
+def test_real_rollout_workers_fail_over_when_a_user_actor_dies(ray_cluster: None, tiny_model: Path) -> None:
+    """The driver's roles for real: 2 rollout workers (transformers engine, tiny model) and 2 rules user actors.
+    User actor 0 dies for good between two rollouts; the episodes whose calls stick to it move to actor 1 and
+    complete. (`env.plain_text_as_action` sends the random model's text to the user as `[action]`, so every turn
+    calls the service.) The mid-episode kill is `test_a_user_actor_killed_mid_episode` above."""
+    from contextlib import ExitStack
+
+    import ray
+
+    from rltrain.config import load_config
+    from rltrain.envs import make_env
+    from rltrain.groups import RolloutGroup, UserGroup
+
+    cfg = load_config(None, [f"model.name={tiny_model}", "rollout.engine=transformers", "rollout.num_workers=2",
+                             "rollout.num_cpus=0", "rollout.max_new_tokens=8", "env.name=telepathy", f"env.max_turns={TURNS}",
+                             "env.plain_text_as_action=true", "users.num_actors=2", "users.num_cpus=0", "users.timeout_s=5",
+                             "users.backoff_s=0.1", "users.max_restarts=0"])
+    tasks = make_env("telepathy", {}).tasks("train", 4, seed=0)
+    with ExitStack() as stack:
+        users = UserGroup(cfg, None, RULES, "kill", stack)
+        rollouts = RolloutGroup(cfg, str(tiny_model), "kill", stack, users)
+        before = rollouts.rollout(tasks, n=4)
+        assert all(t.failure is None and t.user_calls for t in before)
+        assert all(s["calls"] > 0 for s in users.stats())  # both actors were serving
+        ray.kill(users.actors[0], no_restart=True)
+        after = rollouts.rollout(tasks, n=4)
+        assert len(after) == 16 and all(t.failure is None and t.reward is None for t in after)
+        records = [c for t in after for c in t.user_calls]
+        assert any(c["attempts"] > 1 for c in records), "no call was routed to the dead actor first"
+        assert ray.get(users.actors[1].stats.remote())["calls"] >= len(records)
