@@ -162,7 +162,11 @@ class RoleMemory:
             title = (proc.cmdline() or [""])[0]
         except psutil.Error:
             return None
-        return title.split("::", 1)[1].split(".")[0].split()[0] if title.startswith("ray::") else None
+        if not title.startswith("ray::"):
+            return None
+        # "ray::Learner.update", "ray::run-learner-0:Learner" (named actors), "ray::IDLE" (pooled, no role yet)
+        role = title[5:].split()[0].rsplit(":", 1)[-1].split(".")[0]
+        return None if role == "IDLE" else role
 
     def _sample(self) -> None:
         import psutil

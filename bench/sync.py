@@ -7,8 +7,10 @@ workers (`RolloutGroup`, bf16). One sync is what the trainer does after each upd
 median of the next `REPEATS`. The floor is copying the same bf16 state dict once in this process (the
 one-machine memory-copy limit): `clone` into fresh memory, and `copy_` into buffers allocated beforehand.
 
-Only full weights are synced: rltrain sends merged weights even for LoRA, so adapter-only sync is not
-implemented and not measured. Run: `python -m bench.sync` (`--models smollm2` for the small model only).
+LoRA: rltrain's learner merges the adapters and sends full weights (`docs/design.md`, "LoRA weight sync"), so a
+LoRA run's sync is measured as that path (`smollm2+lora`: r=16 on every linear layer, N=1): merge, export,
+load, generate. Adapter-only sync is not implemented. Run: `python -m bench.sync` (`--models smollm2` for the
+small model only).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def copy_floor(model_path: str) -> dict[str, float]:
     return out
 
 
-def measure_syncs(model_path: str, label: str) -> dict[int, list[dict[str, float]]]:
+def measure_syncs(model_path: str, label: str, workers_list: tuple[int, ...] = WORKERS,
+                  lora_r: int = 0) -> dict[int, list[dict[str, float]]]:
     """Per worker count, the timings of each measured sync."""
     from rltrain.algorithms import build_algorithm
     from rltrain.config import load_config
@@ -77,7 +80,8 @@ def measure_syncs(model_path: str, label: str) -> dict[int, list[dict[str, float
     def config(workers: int):
         return load_config(None, [f"model.name={model_path}", "model.max_model_len=512", "rollout.engine=vllm",
                                   f"rollout.num_workers={workers}", "rollout.threads=2", f"rollout.max_new_tokens={NEW_TOKENS}",
-                                  "learner.num_learners=1", "learner.threads=2", "ray.dashboard=false"])
+                                  "learner.num_learners=1", "learner.threads=2", "ray.dashboard=false",
+                                  f"learner.lora.r={lora_r}"])
 
     out: dict[int, list[dict[str, float]]] = {}
     with ExitStack() as stack:
@@ -85,7 +89,7 @@ def measure_syncs(model_path: str, label: str) -> dict[int, list[dict[str, float
         learners = LearnerGroup(cfg, model_path, build_algorithm(cfg.algorithm), f"bench-{label}", stack)
         root = Path(tempfile.mkdtemp(prefix="rltrain-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
         stack.callback(shutil.rmtree, root, True)
-        for workers in WORKERS:
+        for workers in workers_list:
             with ExitStack() as inner:
                 rollouts = RolloutGroup(config(workers), model_path, f"bench-{label}-{workers}", inner)
                 tasks = make_env("arithmetic", {}).tasks("train", workers, seed=0)  # one task per worker
@@ -119,10 +123,13 @@ def main() -> None:
         paths = {"smollm2": smollm2}
         if "qwen2-0.4b" in models:
             paths["qwen2-0.4b"] = random_qwen2(smollm2, Path(tmp))
-        for label in models:
-            floor = copy_floor(paths[label])
+        runs = [(label, label, WORKERS, 0) for label in models]
+        if "smollm2" in models:
+            runs.append(("smollm2+lora", "smollm2", (1,), 16))
+        for label, model, workers_list, lora_r in runs:
+            floor = copy_floor(paths[model])
             with common.private_ray():
-                syncs = measure_syncs(paths[label], label)
+                syncs = measure_syncs(paths[model], label.replace("+", "-"), workers_list, lora_r)
             results[label] = {**floor, "syncs": {}}
             for workers, reps in syncs.items():
                 med = {key: common.median([r[key] for r in reps]) for key in reps[0]}
@@ -134,9 +141,10 @@ def main() -> None:
     print(f"\nfull-weight sync learner -> N vLLM workers, median of {REPEATS} after a warm-up sync")
     common.print_table(["model", "params", "MiB bf16", "N", "export s", "load s", "generate s", "total s", "clone s",
                         "copy_ s", "total/clone"], rows)
-    print("LoRA-adapter sync: not implemented (rltrain syncs merged full weights); not measured")
+    print("smollm2+lora: LoRA r=16 learner; rltrain merges the adapters and syncs full weights (adapter-only sync is not "
+          "implemented)")
     common.write_results("sync", {"repeats": REPEATS, "new_tokens": NEW_TOKENS, "results": results,
-                                  "lora_adapter_sync": "not implemented: rltrain syncs merged full weights"})
+                                  "lora": "r=16, merged and synced as full weights; adapter-only sync not implemented"})
 
 
 if __name__ == "__main__":  # vLLM starts its engine process with spawn

@@ -52,6 +52,22 @@ class ChatRenderer:
             raise ValueError("the chat template rewrites earlier turns; multi-turn token accounting needs a prefix-stable template")
         return self.encode(after[len(before):])
 
+    def drift(self, traj: Trajectory, tools: list[dict] | None = None) -> str | None:
+        """Where the trajectory's ids part from one tokenization of its whole conversation; None when they agree.
+
+        "policy:<i>": the first difference is in a sampled turn: the engine sampled an id sequence that the
+        tokenizer spells differently (or a special token the text drops). Harmless for training, which uses
+        the sampled ids. "context:<i>": the first difference is in the prompt or an environment turn, tokens
+        this loop built: the policy saw a context that a re-rendered conversation would not give it.
+        """
+        ours = traj.prompt_ids + traj.response_ids
+        full = self.encode(self._text(traj.messages, generation_prompt=False, tools=tools))
+        if full[: len(ours)] == ours:
+            return None
+        i = next((k for k, (a, b) in enumerate(zip(ours, full)) if a != b), min(len(ours), len(full)))
+        j = i - len(traj.prompt_ids)
+        return f"{'policy' if 0 <= j < len(traj.loss_mask) and traj.loss_mask[j] else 'context'}:{i}"
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -127,4 +143,5 @@ async def run_episode(
         if turn == max_turns - 1:
             traj.finish_reason = "max_turns"
     traj.user_calls = list(env.user_calls)
+    traj.token_drift = renderer.drift(traj, tools)
     return traj

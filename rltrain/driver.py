@@ -296,11 +296,14 @@ class Trainer:
         t2 = time.perf_counter()
         with (self.run_dir / "trajectories.jsonl").open("a") as f:
             f.writelines(json.dumps({"step": step, **json.loads(t.to_json())}) + "\n" for t in trajectories)
-        scored = [t for t in trajectories if not t.failed]
+        scored = [t for t in trajectories if not t.failed and not t.context_drift]
         if not scored:
             from rltrain.groups import RoleFailed
 
-            raise RoleFailed(f"step {step}: every trajectory failed ({trajectories[0].failure}); see {self.run_dir}/trajectories.jsonl")
+            failed = [t for t in trajectories if t.failed]
+            raise RoleFailed(f"step {step}: no trajectory can be trained on: {len(failed)} failed"
+                             f"{f' (first: {failed[0].failure})' if failed else ''}, {len(trajectories) - len(failed)} with "
+                             f"context token drift; see {self.run_dir}/trajectories.jsonl")
         batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.tokenizer)
         batch = fill_to(batch, cfg.trainer.samples_per_step)
         if cfg.trainer.async_rollout and step < cfg.trainer.steps:
@@ -323,6 +326,8 @@ class Trainer:
             "rollout/tool_calls": sum(t.tool_calls for t in trajectories) / n,
             "rollout/format_error_rate": sum(t.format_error is not None for t in trajectories) / n,
             "rollout/judge_error_rate": sum(bool(t.judge_errors) for t in trajectories) / n,
+            "rollout/token_drift_rate": sum(t.token_drift is not None for t in trajectories) / n,
+            "rollout/context_drift_dropped": float(sum(t.context_drift for t in trajectories)),
             **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics, **user_metrics(trajectories),
             "rollout/response_len": generated / n,
             "rollout/tokens": float(generated),

@@ -60,6 +60,8 @@ class Trajectory:
     `user_calls` holds one record per simulated-user call (`rltrain.users.UserReply.record`): tokens, latency.
     `judge_errors` lists the turns whose simulated judge answered in a malformed way (scored by the gym's
     fallback rule, reward 0 for that turn; a weak simulator shows up here, not as silent zeros).
+    `token_drift` says where the ids part from a re-tokenization of `messages` (`ChatRenderer.drift`): "policy:<i>"
+    is flagged only; "context:<i>" (a prompt or environment token) keeps the trajectory out of training.
     """
 
     task_id: str
@@ -83,6 +85,7 @@ class Trajectory:
     cost_records: list[dict[str, Any]] = field(default_factory=list)
     user_calls: list[dict[str, Any]] = field(default_factory=list)
     judge_errors: list[str] = field(default_factory=list)
+    token_drift: str | None = None
 
     def append(self, token_ids: list[int], *, policy: bool, logprobs: list[float] | None = None) -> None:
         """Append tokens; policy tokens open a new turn and carry logprobs, others are masked out."""
@@ -97,6 +100,11 @@ class Trajectory:
     @property
     def failed(self) -> bool:
         return self.failure is not None
+
+    @property
+    def context_drift(self) -> bool:
+        """The loop-built context differs from a re-tokenization of the conversation: not trained on."""
+        return (self.token_drift or "").startswith("context")
 
     @property
     def num_policy_tokens(self) -> int:

@@ -128,3 +128,24 @@ def test_plain_text_as_action_talks_to_the_user_instead_of_ending(renderer: Chat
                                    sampling=Sampling(64), max_turns=5, max_model_len=1024, plain_text_as_action=True))
     assert traj.messages[2]["content"] == "Give exactly four numbers: [action] a,b,c,d"  # FunctionGym saw "[action] What is f?"
     assert traj.tool_calls == 0 and traj.format_error.startswith("bad_json") and traj.turn_rewards == [0.0]
+
+
+def test_token_drift_is_located_and_classified(renderer: ChatRenderer) -> None:
+    """The prefix check of the trajectory's ids against one tokenization of its conversation (issue 3, item 5)."""
+    traj, _ = play(renderer, ["3", "5"])
+    assert traj.token_drift is None  # the loop's accounting agrees with a re-tokenization
+    env_token = traj.loss_mask.index(0)  # the first environment-turn token the loop built
+    traj.response_ids[env_token] = renderer.encode(" banana")[0]
+    assert traj.token_drift is None and renderer.drift(traj) == f"context:{len(traj.prompt_ids) + env_token}"
+    traj.token_drift = renderer.drift(traj)
+    assert traj.context_drift  # kept out of training
+
+    class Spelled(ScriptedEngine):  # samples "hello" letter by letter: ids the tokenizer would merge
+        async def generate(self, prompt_ids, sampling):
+            ids = [i for ch in "hello" for i in self.renderer.encode(ch)] + [self.renderer.end_of_turn_id]
+            return Generation(ids, [-0.5] * len(ids), "stop")
+
+    engine = Spelled(renderer, [])
+    spelled = asyncio.run(run_episode(engine, Guess(), renderer, Task("guess", {}), env_name="guess", group_id=0,
+                                      sampling=Sampling(16), max_turns=1, max_model_len=512))
+    assert spelled.token_drift == f"policy:{len(spelled.prompt_ids)}" and not spelled.context_drift

@@ -188,3 +188,42 @@ def test_real_rollout_workers_fail_over_when_a_user_actor_dies(ray_cluster: None
         records = [c for t in after for c in t.user_calls]
         assert any(c["attempts"] > 1 for c in records), "no call was routed to the dead actor first"
         assert ray.get(users.actors[1].stats.remote())["calls"] >= len(records)
+
+
+def test_recorded_user_turns_replay_into_identical_trajectories(ray_cluster: None, tiny_model: Path, tmp_path: Path) -> None:
+    """Same seeds and recorded user turns give the identical trajectory (issue 3). The recording is edited first
+    (every "Yes" <-> "No"), so a replay that asked the rules instead of reading the file would not match it."""
+    import json
+
+    import ray
+
+    live = UsersConfig(num_actors=1, timeout_s=10)
+    actors = start_users(1, live)
+    try:
+        recorded = play(actors, live, str(tiny_model), worker=0, episodes=4)
+    finally:
+        ray.kill(actors[0], no_restart=True)
+    swap = {'"Yes"': '"No"', '"No"': '"Yes"'}
+    for traj in recorded:
+        for call in traj.user_calls:
+            call["text"] = next((call["text"].replace(a, b) for a, b in swap.items() if a in call["text"]), call["text"])
+    path = tmp_path / "trajectories.jsonl"
+    path.write_text("".join(json.dumps({"step": 1, **json.loads(t.to_json())}) + "\n" for t in recorded))
+
+    replay = UsersConfig(num_actors=1, timeout_s=10, replay_from=str(path))
+    runs = []
+    for _ in range(2):
+        actors = start_users(1, replay)
+        try:
+            runs.append(play(actors, replay, str(tiny_model), worker=0, episodes=4))
+        finally:
+            ray.kill(actors[0], no_restart=True)
+    first, second = runs
+    fields = ("task_id", "prompt_ids", "response_ids", "loss_mask", "messages", "turn_rewards")
+    for a, b, edited in zip(first, second, recorded):
+        assert all(getattr(a, f) == getattr(b, f) for f in fields)  # replay is deterministic
+        assert [c["text"] for c in a.user_calls] == [c["text"] for c in edited.user_calls]  # and reads the file
+        assert {c["backend"] for c in a.user_calls} == {"replay"}
+    observations = [m["content"] for t in first for m in t.messages if m["role"] == "tool"]
+    originals = [m["content"] for t in recorded for m in t.messages if m["role"] == "tool"]
+    assert observations != originals  # the edited answers reached the policy's context
