@@ -360,7 +360,7 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
             checkpoint.trim_jsonl(run_dir / name, resume.step)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     logger.info("Run folder: %s (model %s)", run_dir, prep.model_path)
-    trainer = None
+    trainer = telemetry = None
     try:
         start_ray(cfg, ray_temp_dir)
         trainer = Trainer(prep, run_dir)
@@ -387,7 +387,6 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
                 metrics["time/checkpoint_s"] = trainer.save_checkpoint(step, {"eval_before": before})
             telemetry.publish(step, metrics)
             bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", step_s=f"{metrics['time/step_s']:.1f}")
-        telemetry.close()
         after = trainer.evaluate(eval_tasks, "after")
         if after:
             logger.info("held-out after training: %s", _fmt(after))
@@ -401,7 +400,9 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
                              f"`rltrain train` run {run_dir}, step {cfg.trainer.steps}")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
-    finally:
+    finally:  # also on Ctrl-C: writers flushed and closed, every actor stopped, then Ray
+        if telemetry is not None:
+            telemetry.close()
         if trainer is not None:
             trainer.close()
         ray.shutdown()

@@ -29,7 +29,7 @@ def test_ctrl_c_leaves_nothing_running(tiny_model: Path, tmp_path: Path) -> None
     started = psutil.Process(proc.pid).children(recursive=True)
     assert started, "the run should have started Ray and its actors"
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=300)  # stopping each role waits up to 15 s for it to release its engine
     assert proc.returncode == 130 and "interrupted; all actors were stopped" in stderr
     deadline = time.time() + 30
     while (alive := [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) and time.time() < deadline:
