@@ -55,6 +55,15 @@ PROTOCOL_RULES = (
 )
 
 
+def render_data_file(data: dict[str, list[Any]], keys: Iterable[str]) -> str:
+    """A shipped task file's text: a JSON object of lists, one row per line (diffs stay readable)."""
+    parts = []
+    for key in keys:
+        rows = ",\n".join(f"    {json.dumps(row)}" for row in data[key])
+        parts.append(f'  "{key}": [\n{rows}\n  ]')
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 class JudgeError(ValueError):
     """A simulator reply that does not have the shape the gym asked for (raised by `ask_json` parsers)."""
 

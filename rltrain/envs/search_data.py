@@ -12,10 +12,11 @@ Regenerate (deterministic; a test checks the shipped file equals this output):
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
+
+from rltrain.envs.judged import render_data_file
 
 DATA_FILE = Path(__file__).parent / "data" / "search.json"
 NUM_QUESTIONS, NUM_TEST = 48, 8
@@ -140,12 +141,7 @@ def generate(seed: int = 7) -> dict[str, Any]:
 
 def render(data: dict[str, Any]) -> str:
     """The file text, one passage or question per line."""
-    parts = []
-    for key in ("train", "test", "corpus"):
-        rows = ",\n".join(f"    {json.dumps(row)}" for row in data[key])
-        parts.append(f'  "{key}": [\n{rows}\n  ]')
-    return "{\n" + ",\n".join(parts) + "\n}\n"
-
+    return render_data_file(data, ("train", "test", "corpus"))
 
 if __name__ == "__main__":
     DATA_FILE.parent.mkdir(exist_ok=True)

@@ -20,11 +20,12 @@ Regenerate (deterministic; a test checks the shipped file equals this output):
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rltrain.envs.judged import render_data_file
 
 DATA_FILE = Path(__file__).parent / "data" / "travel.json"
 SHAPES = ("22", "33", "44", "233", "333", "334", "444", "2222")
@@ -297,12 +298,7 @@ def generate(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
 
 def render(splits: dict[str, list[dict[str, Any]]]) -> str:
     """The file text (one scenario per line keeps diffs readable)."""
-    parts = []
-    for split in ("train", "test"):
-        rows = ",\n".join(f"    {json.dumps(s)}" for s in splits[split])
-        parts.append(f'  "{split}": [\n{rows}\n  ]')
-    return "{\n" + ",\n".join(parts) + "\n}\n"
-
+    return render_data_file(splits, ("train", "test"))
 
 if __name__ == "__main__":
     DATA_FILE.parent.mkdir(exist_ok=True)
