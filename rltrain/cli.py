@@ -151,10 +151,12 @@ def run_guarded(job: Callable[[], T], what: str) -> tuple[int, T | None]:
     """Run a job; the failures a user acts on become one line on stderr and an exit code (2 config, 1 role, 130)."""
     from rltrain.config import ConfigError
     from rltrain.groups import RoleFailed
+    from rltrain.interrupt import bounded_interrupt
     from rltrain.models import ModelNotFoundError
 
     try:
-        return 0, job()
+        with bounded_interrupt():
+            return 0, job()
     except (ConfigError, ModelNotFoundError) as err:
         print(f"rltrain: config error: {err}", file=sys.stderr)
         return 2, None
