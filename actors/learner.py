@@ -7,9 +7,11 @@ ranks). Rank 0 exports the full weights for the rollout engines.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,34 +21,56 @@ import torch
 from actors.common import init_role, torch_threads
 from rltrain.algorithms.base import Algorithm, LossInputs
 from rltrain.config.learner import LearnerConfig
-from rltrain.ops import entropy_from_logits, masked_mean, token_logprobs
+from rltrain.ops import entropy_from_logits, masked_mean, token_logprobs_and_entropy
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import TrainBatch
+from rltrain.weights import FILE as WEIGHTS_FILE
+from rltrain.weights import WeightPayload, local_root
 
 logger = logging.getLogger(__name__)
+
+CPU_BUCKET_ELEMENTS = 20_000_000
+"""ZeRO bucket size for CPU learners (80 MB of fp32): see Learner._zero_buckets."""
 
 
 class Learner:
     """One data-parallel rank."""
 
-    def __init__(self, rank: int, world_size: int, master_port: int, model_path: str, cfg: LearnerConfig,
+    def __init__(self, rank: int, world_size: int, model_path: str, cfg: LearnerConfig,
                  algorithm: Algorithm, gradient_accumulation: int, seed: int, temperature: float = 1.0) -> None:
         init_role(f"learner-{rank}", cfg.threads)
         self.metrics = ActorMetrics(f"learner-{rank}")
         self.rank, self.world_size, self.cfg, self.algorithm = rank, world_size, cfg, algorithm
         self.model_path, self.gradient_accumulation, self.seed = model_path, gradient_accumulation, seed
         self.temperature = temperature  # the rollout's: log-probs must describe the distribution that was sampled
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port), RANK=str(rank),
-                          WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+        # LOCAL_RANK 0: Ray shows each rank only its own GPU(s) (CUDA_VISIBLE_DEVICES).
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0")
         if cfg.num_gpus == 0:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         self.steps = 0
+        self._exports: Path | None = None  # rank 0's node-local folder of exported weights
+        self._last_export: Path | None = None
 
-    def setup(self) -> int:
-        """Initialise the process group, model, optimizer and (when needed) the reference. Returns #params."""
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's IP and a TCP port free on it; asked of rank 0, whose node hosts the process-group store.
+
+        Ranks may sit on other nodes, so neither 127.0.0.1 nor a port picked on the driver's machine would do."""
+        import socket
+
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))  # every interface: the port the other ranks connect to must be free on the one they reach
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, master_addr: str, master_port: int) -> int:
+        """Join the process group at rank 0's `master_addr:master_port` (see `rendezvous`), then build the model,
+        optimizer and (when needed) the reference. Returns #params."""
         import deepspeed
         from transformers import AutoModelForCausalLM
 
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         torch.manual_seed(self.seed)
         backend = "nccl" if self.cfg.num_gpus > 0 else "gloo"
         deepspeed.init_distributed(dist_backend=backend)
@@ -78,31 +102,65 @@ class Learner:
             "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation,
             "train_batch_size": cfg.micro_batch_size * self.gradient_accumulation * self.world_size,
+            # fused: torch's one-kernel AdamW (CPU and CUDA) updates in place; the default per-tensor loop makes
+            # temporaries the size of the flat parameter partition (sqrt, division), about 1 GB at 135M parameters.
             "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
-                                                      "weight_decay": cfg.weight_decay, "torch_adam": True}},
+                                                      "weight_decay": cfg.weight_decay, "torch_adam": True,
+                                                      "fused": True}},
             "gradient_clipping": cfg.grad_clip,
-            "zero_optimization": {"stage": cfg.zero_stage},
+            "zero_optimization": {"stage": cfg.zero_stage, **self._zero_buckets()},
             "bf16": {"enabled": cfg.dtype == "bfloat16"},
             "steps_per_print": 10**9,
             "wall_clock_breakdown": False,
         }
+        if cfg.dtype == "autocast_bfloat16":
+            # DeepSpeed enters torch.autocast around the engine's forward (an outer autocast would be switched off
+            # there). No module is "lower-precision safe": by default DeepSpeed would mark every nn.Linear so and
+            # reduce its gradients in bf16, rounding each micro-batch's gradient even on one rank; TRL (DDP) keeps
+            # gradients fp32, and so does this mode.
+            config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
         if cfg.warmup_steps:
             config["scheduler"] = {"type": "WarmupLR", "params": {"warmup_min_lr": 0.0, "warmup_max_lr": cfg.lr,
                                                                  "warmup_num_steps": cfg.warmup_steps, "warmup_type": "linear"}}
         return config
 
+    def _zero_buckets(self) -> dict[str, int]:
+        """ZeRO communication bucket sizes (elements) for learners on CPU; DeepSpeed's defaults on GPU.
+
+        DeepSpeed's defaults (5e8 elements, 2 GB of fp32 per bucket) are sized to keep NCCL busy. On CPU the
+        buckets are plain RAM that gloo reduces at memory speed, so a bucket larger than a few layers only
+        raises the peak: with the defaults ZeRO-2 fills one buffer with every gradient of a small model.
+        """
+        if self.cfg.num_gpus > 0:
+            return {}
+        return {"reduce_bucket_size": CPU_BUCKET_ELEMENTS, "allgather_bucket_size": CPU_BUCKET_ELEMENTS,
+                "stage3_prefetch_bucket_size": CPU_BUCKET_ELEMENTS, "stage3_max_live_parameters": 4 * CPU_BUCKET_ELEMENTS}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for `learner.dtype=autocast_bfloat16` (a no-op otherwise), for forwards that bypass the
+        DeepSpeed engine (frozen old log-probs, the reference, probes), so that they see the precision the
+        trained forward sees: a policy/old or policy/reference gap from precision alone would bias the ratio or KL."""
+        if self.cfg.dtype != "autocast_bfloat16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
     def _logprobs(self, model: torch.nn.Module, batch: TrainBatch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token log-probs aligned with `input_ids` (entry 0 of each row is 0), and optionally entropy."""
         ids = batch.input_ids.to(self.device)
-        logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False).logits  # (B, T, V)
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        logprobs = torch.nn.functional.pad(token_logprobs(logits[:, :-1], ids[:, 1:]), (1, 0))  # (B, T)
-        entropy = None
-        if with_entropy:
-            with torch.set_grad_enabled(self.algorithm.entropy_in_loss and torch.is_grad_enabled()):
-                entropy = torch.nn.functional.pad(entropy_from_logits(logits[:, :-1]), (1, 0))
-        return logprobs, entropy
+        # The engine applies its own autocast (its config); other modules get ours. Only the model runs under it:
+        # the log-softmax below reads the (bf16, under autocast) logits in fp32 chunks, as TRL does.
+        with contextlib.nullcontext() if model is self.engine else self._autocast():
+            logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False).logits  # (B, T, V)
+        # Position t predicts token t+1. Scoring all T positions (the last one's label wraps around and is dropped)
+        # rather than the slice logits[:, :-1] spares a (B, T, V) zero-filled gradient in backward.
+        labels = ids.roll(-1, dims=1)
+        entropy_grad = with_entropy and self.algorithm.entropy_in_loss and torch.is_grad_enabled()
+        logprobs, entropy = token_logprobs_and_entropy(logits, labels, temperature=self.temperature,
+                                                      with_entropy=with_entropy and not entropy_grad)
+        if entropy_grad:  # an entropy bonus in the loss needs the differentiable (unfused) entropy
+            entropy = entropy_from_logits(logits / self.temperature if self.temperature != 1.0 else logits)
+        pad = torch.nn.functional.pad
+        return pad(logprobs[:, :-1], (1, 0)), None if entropy is None else pad(entropy[:, :-1], (1, 0))
 
     @torch.no_grad()
     def _frozen_logprobs(self, model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
@@ -187,19 +245,43 @@ class Learner:
             out.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses shared tensors
         return out
 
-    def export_weights(self, folder: str, dtype: str) -> float | None:
-        """Write the full weights to `folder/model.safetensors` (rank 0); returns seconds, None on other ranks."""
-        from safetensors.torch import save_file
+    def export_weights(self, version: int, dtype: str, share: bool = False) -> WeightPayload | None:
+        """Write the full weights as `v<version>/model.safetensors` in a folder of this node's shared memory (rank 0;
+        None on other ranks, which join the ZeRO-3 gather). Only the latest export is kept: a restarted worker
+        re-syncs from it. With `share` the file's bytes also go into Ray's object store, for rollout workers on
+        other nodes (`rltrain.weights`)."""
+        import ray
+        from safetensors.torch import save, save_file
 
         t0 = time.perf_counter()
         state = self.full_state_dict(getattr(torch, dtype))
         if state is None:
             return None
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        tmp = Path(folder) / "model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        tmp.rename(Path(folder) / "model.safetensors")  # readers never see a half-written file
-        return time.perf_counter() - t0
+        if self._exports is None:
+            self._exports = local_root(f"rltrain-w{self.rank}-")
+        folder = self._exports / f"v{version}"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f"{WEIGHTS_FILE}.tmp"
+        blob = None
+        if share:
+            data = save(state, metadata={"format": "pt"})
+            tmp.write_bytes(data)
+            blob = ray.put(data)
+        else:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        nbytes = tmp.stat().st_size
+        tmp.rename(folder / WEIGHTS_FILE)  # readers never see a half-written file
+        if self._last_export not in (None, folder):
+            shutil.rmtree(self._last_export, ignore_errors=True)
+        self._last_export = folder
+        return WeightPayload(version, str(folder), ray.get_runtime_context().get_node_id(), blob, nbytes,
+                             time.perf_counter() - t0)
+
+    def shutdown(self) -> None:
+        """Delete this rank's exported weights (shared memory is not freed with the process)."""
+        if self._exports is not None:
+            shutil.rmtree(self._exports, ignore_errors=True)
+            self._exports = self._last_export = None
 
     def save_hf(self, out_dir: str) -> dict[str, float | str] | None:
         """Save the current weights as an HF folder (config, generation config, safetensors, tokenizer with chat

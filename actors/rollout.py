@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+
 from actors.common import init_role, torch_threads
 from actors.user import UserClient
 from rltrain.agent import ChatRenderer, run_episode
@@ -19,8 +21,14 @@ from rltrain.engines.base import Sampling
 from rltrain.envs import make_env
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import Task, Trajectory
+from rltrain.weights import WeightInbox, WeightPayload
 
 logger = logging.getLogger(__name__)
+
+
+class NotStarted(RuntimeError):
+    """This life of the worker has not started its engine: Ray restarted it (`rollout.max_restarts`), which re-runs
+    `__init__` only, and the driver has not re-synced it yet. The driver treats it like the worker's death."""
 
 
 class RolloutWorker:
@@ -39,6 +47,9 @@ class RolloutWorker:
                                   seed=cfg.seed + rank, threads=cfg.threads)
         self._limit = asyncio.Semaphore(cfg.max_concurrent_episodes)
         self.user = UserClient(*users) if users is not None else None
+        self.inbox = WeightInbox(ray.get_runtime_context().get_node_id())
+        self._started = False
+        self._rollouts = 0  # rollout calls running now, for `ping`
 
     async def start(self) -> str:
         """Load the engine; returns its class name."""
@@ -48,7 +59,18 @@ class RolloutWorker:
         self.renderer = ChatRenderer(AutoTokenizer.from_pretrained(self.model_path))
         await self.engine.start()
         logger.info("engine %s ready in %.1fs", type(self.engine).__name__, time.perf_counter() - t0)
+        self._started = True
         return type(self.engine).__name__
+
+    async def ping(self) -> dict[str, Any]:
+        """A cheap probe (answered between generation batches): whether this life of the actor has started its
+        engine, the weight version it holds, rollout calls running, and its node."""
+        return {"started": self._started, "version": self.engine.version, "rollouts": self._rollouts,
+                "node": ray.get_runtime_context().get_node_id()}
+
+    def _check_started(self) -> None:
+        if not self._started:
+            raise NotStarted(f"rollout-{self.rank} was restarted by Ray and has not been re-synced yet")
 
     async def rollout(self, tasks: list[Task], group_ids: list[int], n: int, greedy: bool = False,
                       stop: tuple[str, ...] = (), lengths: tuple[int, int] | None = None) -> list[Trajectory]:
@@ -56,6 +78,7 @@ class RolloutWorker:
 
         `lengths`: (min, max) new tokens per turn instead of (0, rollout.max_new_tokens), for fixed-length benchmarks.
         """
+        self._check_started()
         low, high = lengths or (0, self.cfg.max_new_tokens)
         sampling = Sampling(
             max_new_tokens=high,
@@ -74,14 +97,21 @@ class RolloutWorker:
                                          echo_reward=self.env_cfg.echo_reward,
                                          plain_text_as_action=self.env_cfg.plain_text_as_action, user=self.user, sample=sample)
 
-        trajectories = list(await asyncio.gather(*(one(t, g, s) for t, g in zip(tasks, group_ids) for s in range(n))))
+        self._rollouts += 1
+        try:
+            trajectories = list(await asyncio.gather(*(one(t, g, s) for t, g in zip(tasks, group_ids) for s in range(n))))
+        finally:
+            self._rollouts -= 1
         self.metrics.episodes_done(trajectories)
         return trajectories
 
-    async def load_weights(self, folder: str, version: int) -> float:
-        """Load weights `version` from `folder`; returns the seconds it took."""
+    async def load_weights(self, payload: WeightPayload | str, version: int) -> float:
+        """Load weights `version`: from learner rank 0's folder on this node, else pulled from the object store
+        (`rltrain.weights`); a string is a folder readable here. Returns the seconds it took."""
+        self._check_started()
         t0 = time.perf_counter()
-        await self.engine.load_weights(folder, version)
+        async with self.inbox.receive(payload) as folder:
+            await self.engine.load_weights(folder, version)
         return time.perf_counter() - t0
 
     async def shutdown(self) -> None:

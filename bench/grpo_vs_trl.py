@@ -13,6 +13,9 @@ processes are all descendants of an rltrain run). Configurations:
 * `rltrain_sync_bf16`: the synchronous run with `learner.dtype=bfloat16` (DeepSpeed bf16: bf16 weights for
   compute, fp32 master weights in the optimizer). Synchronous, because on 2 cores the asynchronous overlap puts
   the engine's and the learner's threads on the same cores (measured: slower, see bench/README.md).
+* `rltrain_sync_autocast`: the synchronous run with `learner.dtype=autocast_bfloat16`: fp32 weights, gradients
+  and optimizer, forward and backward under bf16 `torch.autocast`, log-softmax and loss in fp32: the precision of
+  `trl_bf16`, so the pair compares the frameworks at equal numerics.
 
 The headline compares rltrain's fastest run whose held-out accuracy after training is no worse than that of
 TRL's fastest run (precision may differ only then) with TRL's fastest, on samples/s at equal steps.
@@ -21,7 +24,8 @@ The work is the quickstart's (`bench/trl_grpo.py` maps every setting onto TRL's 
 before and after is measured the same way for every run: greedy transformers `generate` on the arithmetic test
 split (`bench.common.greedy_eval`). Step time is compared with the machine's floor (`bench.limits`).
 
-Run: `python -m bench.grpo_vs_trl [--steps 8] [--repeats 1] [--configs ...]`.
+Run: `python -m bench.grpo_vs_trl [--steps 6] [--repeats 1] [--configs ...]`; e.g.
+`python -m bench.grpo_vs_trl --configs rltrain_sync_autocast --steps 2` to try one configuration.
 """
 
 from __future__ import annotations
@@ -40,9 +44,14 @@ from typing import Any
 from bench import common
 
 RLTRAIN_CONFIGS = {"rltrain_sync": [], "rltrain_async": ["trainer.async_rollout=true"],
-                   "rltrain_sync_bf16": ["learner.dtype=bfloat16"]}
+                   "rltrain_sync_bf16": ["learner.dtype=bfloat16"],
+                   "rltrain_sync_autocast": ["learner.dtype=autocast_bfloat16"]}
 TRL_CONFIGS = {"trl_fp32": "fp32", "trl_bf16": "bf16", "trl_vllm_colocate": "vllm_colocate"}
-DEFAULT_CONFIGS = ["trl_fp32", "trl_bf16", "trl_vllm_colocate", "rltrain_sync", "rltrain_async", "rltrain_sync_bf16"]
+DEFAULT_CONFIGS = ["trl_fp32", "trl_bf16", "trl_vllm_colocate", "rltrain_sync", "rltrain_async", "rltrain_sync_bf16",
+                   "rltrain_sync_autocast"]
+# 8 steps made `rltrain bench all` take about 30.5 minutes with six configurations; 6 save about 2.5 minutes, which
+# the seventh (rltrain_sync_autocast: about 2 minutes with start-up and evaluation) mostly spends again
+DEFAULT_STEPS = 6
 QUICKSTART = Path(__file__).parents[1] / "launch" / "configs" / "quickstart.yaml"
 MAX_NEW_TOKENS = 32  # the quickstart's rollout.max_new_tokens
 
@@ -182,7 +191,8 @@ def summarise(result: dict[str, Any], limits: dict[str, Any], params: int, promp
     samples = steps[0]["samples"]
     gen = statistics.median([s.get("gen_tokens", s.get("generated_tokens")) for s in steps[1:] or steps])
     trained = samples * prompt_len + gen
-    bf16 = result["name"].endswith("bf16")  # the learner computes in bf16 (TRL: autocast; rltrain: DeepSpeed bf16)
+    # the learner's matmuls run in bf16 (TRL: autocast; rltrain: DeepSpeed bf16 or autocast)
+    bf16 = result["name"].endswith(("bf16", "autocast"))
     flops = limits["matmul_gflops"]["bf16" if bf16 else "fp32"] * 1e9
     # vLLM engines hold bf16 weights; TRL generates with the training model, fp32 weights (cast on the fly under autocast)
     weight_bytes = params * (2 if result["name"].startswith("rltrain") or "vllm" in result["name"] else 4)
@@ -213,7 +223,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="training steps per run (default 8)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per run (default {DEFAULT_STEPS})")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all configurations, interleaved A B A B")
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=DEFAULT_CONFIGS)
     parser.add_argument("--seed", type=int, default=0)

@@ -16,7 +16,6 @@ small model only).
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from contextlib import ExitStack
@@ -87,8 +86,6 @@ def measure_syncs(model_path: str, label: str, workers_list: tuple[int, ...] = W
     with ExitStack() as stack:
         cfg = config(1)
         learners = LearnerGroup(cfg, model_path, build_algorithm(cfg.algorithm), f"bench-{label}", stack)
-        root = Path(tempfile.mkdtemp(prefix="rltrain-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
-        stack.callback(shutil.rmtree, root, True)
         for workers in workers_list:
             with ExitStack() as inner:
                 rollouts = RolloutGroup(config(workers), model_path, f"bench-{label}-{workers}", inner)
@@ -96,15 +93,13 @@ def measure_syncs(model_path: str, label: str, workers_list: tuple[int, ...] = W
                 rollouts.rollout(tasks, n=1)  # the first generate warms the engines up
                 out[workers] = []
                 for version in range(1, REPEATS + 2):
-                    folder = root / f"w{workers}-v{version}"
                     t0 = time.perf_counter()
-                    learners.export_weights(str(folder), "bfloat16")
+                    payload = learners.export_weights(version, "bfloat16")
                     t1 = time.perf_counter()
-                    rollouts.load_weights(str(folder), version)
+                    rollouts.load_weights(payload, version)
                     t2 = time.perf_counter()
                     rollouts.rollout(tasks, n=1)
                     t3 = time.perf_counter()
-                    shutil.rmtree(folder, ignore_errors=True)
                     if version > 1:
                         out[workers].append({"export_s": t1 - t0, "load_s": t2 - t1, "generate_s": t3 - t2, "total_s": t3 - t0})
     return out

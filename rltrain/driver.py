@@ -9,9 +9,9 @@ import inspect
 import json
 import logging
 import os
-import shutil
-import tempfile
+import shlex
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from rltrain.config import RunConfig, to_dict
 from rltrain.config.loader import ConfigError
 from rltrain.envs import ENVIRONMENTS, TextEnv, make_env
 from rltrain.models import resolve_model
+from rltrain.placement import ACCOUNTANT_CPUS, Node, PlacementPlan, plan_placement
 from rltrain.telemetry import MetricsLog as MetricsLog  # re-exported: it used to live here
 from rltrain.telemetry import Telemetry, check_loggers
 from rltrain.types import Trajectory
@@ -32,6 +33,7 @@ from rltrain.users import user_metrics
 
 if TYPE_CHECKING:  # rltrain.checkpoint imports Ray (through rltrain.groups); the driver imports it when training
     from rltrain.checkpoint import Checkpoint
+    from rltrain.groups import RoleFailed, Submitted
 
 logger = logging.getLogger("rltrain.driver")
 
@@ -119,9 +121,13 @@ def _prepare_users(cfg: RunConfig) -> str | None:
     return None
 
 
+def placement_plan(cfg: RunConfig) -> PlacementPlan:
+    """The placement groups this run reserves (`rltrain.placement`), users included only where the env needs them."""
+    return plan_placement(cfg, with_users=users_needed(cfg))
+
+
 def required_cpus(cfg: RunConfig) -> float:
-    users = cfg.users.num_actors * cfg.users.num_cpus if users_needed(cfg) else 0.0
-    return cfg.rollout.num_workers * cfg.rollout.num_cpus + cfg.learner.num_learners * cfg.learner.num_cpus + 0.5 + users
+    return placement_plan(cfg).totals().get("CPU", 0.0) + ACCOUNTANT_CPUS
 
 
 def start_ray(cfg: RunConfig, temp_dir: str | None = None) -> None:
@@ -138,24 +144,35 @@ def start_ray(cfg: RunConfig, temp_dir: str | None = None) -> None:
         ray.init(address="local", num_cpus=cfg.ray.num_cpus or max(int(required_cpus(cfg) + 0.999), os.cpu_count() or 1),
                  include_dashboard=cfg.ray.dashboard, dashboard_host=cfg.ray.dashboard_host, _temp_dir=temp_dir,
                  _metrics_export_port=cfg.ray.metrics_export_port, log_to_driver=True)
-    check_resources(cfg, ray.cluster_resources())
+    check_resources(cfg, ray.cluster_resources(), alive_nodes())
 
 
-def check_resources(cfg: RunConfig, available: dict[str, float]) -> None:
-    """Compare what the roles request with the cluster; raise ConfigError naming the keys to change."""
+def alive_nodes() -> list[Node]:
+    """The cluster's alive nodes, as the placement check reads them (needs a connected Ray)."""
+    import ray
+
+    return [Node(n["NodeID"], n["NodeManagerAddress"], n.get("Resources", {}), n.get("Labels") or {})
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def check_resources(cfg: RunConfig, available: dict[str, float], nodes: Sequence[Node] = ()) -> None:
+    """Compare what the roles request with the cluster (totals; with `nodes`, also whether each placement group
+    fits them); raise ConfigError naming the keys to change."""
     cpus, have_cpus = required_cpus(cfg), available.get("CPU", 0.0)
     if cpus > have_cpus:
         users = " + users.num_actors x users.num_cpus" if users_needed(cfg) else ""
         raise ConfigError(f"the roles need {cpus:g} CPUs (rollout.num_workers x rollout.num_cpus + learner.num_learners x "
                           f"learner.num_cpus{users} + 0.5 for the accountant) but the cluster has {have_cpus:g}; lower those "
                           f"keys or set ray.num_cpus (Ray's CPU count is logical)")
-    gpus = cfg.rollout.num_workers * cfg.rollout.num_gpus + cfg.learner.num_learners * cfg.learner.num_gpus
-    if users_needed(cfg):
-        gpus += cfg.users.num_actors * cfg.users.num_gpus
+    plan = placement_plan(cfg)
+    gpus = plan.totals().get("GPU", 0.0)
     if gpus > available.get("GPU", 0.0):
         raise ConfigError(f"the roles need {gpus:g} GPUs but the cluster has {available.get('GPU', 0.0):g}; set "
                           f"rollout.num_gpus=0, learner.num_gpus=0 and users.num_gpus=0 to run on CPU, or join a GPU cluster "
                           f"with ray.address")
+    plan.check_custom(available)
+    if nodes:
+        plan.check_nodes(nodes)
 
 
 def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, float]:
@@ -178,7 +195,7 @@ class Trainer:
 
     def __init__(self, prep: Prepared, run_dir: Path, learn: bool = True) -> None:
         """Start every role; `learn=False` starts no learners (evaluation only)."""
-        from rltrain.groups import LearnerGroup, RolloutGroup, UserGroup, make_accountant, shutdown_actors
+        from rltrain.groups import LearnerGroup, Placement, RolloutGroup, UserGroup, make_accountant, shutdown_actors
 
         cfg = self.cfg = prep.cfg
         self.prep, self.run_dir = prep, run_dir
@@ -191,26 +208,29 @@ class Trainer:
             logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
             self.accountant = make_accountant(cfg, prep.reward_fn, tag)
             self._stack.callback(shutdown_actors, [self.accountant], None)
+            placement = Placement(cfg, tag, self._stack, users_needed(cfg))  # one for all roles: colocated ones share groups
+            logger.info("Placement plan: %s", placement.plan.describe())
             self.users = None
             if users_needed(cfg):  # before the rollout workers, which get the user actors' handles
                 uc = cfg.users
                 logger.info("Starting %d simulated-user actor(s) (backend=%s%s)", uc.num_actors,
                             "replay" if uc.replay_from else uc.backend, f", model {uc.model}" if uc.model else "")
-                self.users = UserGroup(cfg, prep.user_model_path, [type(prep.env).__module__], tag, self._stack)
+                self.users = UserGroup(cfg, prep.user_model_path, [type(prep.env).__module__], tag, self._stack, placement)
             logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
-            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack, self.users)
+            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack, self.users, placement)
             if learn:
                 logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners,
                             cfg.learner.zero_stage, cfg.learner.lr, cfg.algorithm.name)
-                self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack)
+                self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack, placement)
         except BaseException:
             self._stack.close()
             raise
-        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else run_dir
-        self.sync_root = Path(tempfile.mkdtemp(prefix=f"rltrain-{tag}-", dir=shm))
-        self._stack.callback(shutil.rmtree, self.sync_root, True)
+        self.locations = [*(self.users.locations if self.users else []), *self.rollouts.locations,
+                          *(self.learners.locations if learn else [])]
+        logger.info("placement (%s): %s", cfg.placement.mode, "; ".join(map(str, self.locations)))
         self.version = 0
-        self._pending: list[Any] = []  # the next step's rollout, submitted early in async mode
+        self._next: list[Trajectory] | None = None  # the next step's episodes, played during this step's update (async)
+        self.current_step = 0
         self.lengths: tuple[int, int] | None = None  # (min, max) tokens per turn; benchmarks fix the response length
 
     def close(self) -> None:
@@ -243,9 +263,7 @@ class Trainer:
         self.learners.load_checkpoint(str(ckpt.path))
         self.version = ckpt.version
         set_rng_state(ckpt.driver_rng)
-        folder = self.sync_root / f"v{self.version}"
-        self.learners.export_weights(str(folder), self.cfg.rollout.dtype)
-        self.rollouts.load_weights(str(folder), self.version)
+        self.rollouts.load_weights(self.learners.export_weights(self.version, self.cfg.rollout.dtype), self.version)
         seconds = time.perf_counter() - t0
         logger.info("restored %s (step %d, weight version %d) in %.1fs", ckpt.path, ckpt.step, ckpt.version, seconds)
         return seconds
@@ -272,7 +290,7 @@ class Trainer:
             f.writelines(t.to_json() + "\n" for t in trajectories)
         return metrics
 
-    def _submit(self, step: int) -> list[Any]:
+    def _submit(self, step: int) -> Submitted:
         cfg = self.cfg
         tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=cfg.trainer.seed * 1_000_003 + step)
         return self.rollouts.submit(tasks, n=cfg.trainer.group_size, stop=self.prep.algorithm.rollout_stop_strings,
@@ -282,15 +300,14 @@ class Trainer:
         """One step; returns its metrics.
 
         Synchronous: rollout -> score -> update -> sync. With `trainer.async_rollout`, step+1's rollout is
-        submitted before this step's update and awaited before the weight sync (engines swap weights idle), so
+        submitted before this step's update and collected before the weight sync (engines swap weights idle), so
         it samples from the weights of step-1: one version stale, never more.
         """
-        import ray
-
         cfg = self.cfg
+        self.current_step = step
         t0 = time.perf_counter()
-        pending, self._pending = self._pending or self._submit(step), []
-        trajectories = self.rollouts.collect(pending)
+        trajectories = self._next if self._next is not None else self.rollouts.collect(self._submit(step))
+        self._next = None
         t1 = time.perf_counter()
         trajectories = self.score(trajectories)
         t2 = time.perf_counter()
@@ -306,18 +323,15 @@ class Trainer:
                              f"context token drift; see {self.run_dir}/trajectories.jsonl")
         batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.tokenizer)
         batch = fill_to(batch, cfg.trainer.samples_per_step)
-        if cfg.trainer.async_rollout and step < cfg.trainer.steps:
-            self._pending = self._submit(step + 1)
+        pending = self._submit(step + 1) if cfg.trainer.async_rollout and step < cfg.trainer.steps else None
         learner_metrics = self.learners.update(batch, stale=cfg.trainer.async_rollout)
         t3 = time.perf_counter()
-        if self._pending:
-            ray.wait(self._pending, num_returns=len(self._pending))
+        if pending is not None:  # before the sync; a worker lost meanwhile replays its episodes with the same weights
+            self._next = self.rollouts.collect(pending)
         t4 = time.perf_counter()
         self.version += 1
-        folder = self.sync_root / f"v{self.version}"
-        export_s = self.learners.export_weights(str(folder), cfg.rollout.dtype)
-        load_s = self.rollouts.load_weights(str(folder), self.version)
-        shutil.rmtree(self.sync_root / f"v{self.version - 1}", ignore_errors=True)
+        payload = self.learners.export_weights(self.version, cfg.rollout.dtype)
+        load_s = self.rollouts.load_weights(payload, self.version)
         t5 = time.perf_counter()
         generated = sum(t.num_policy_tokens for t in trajectories)
         n = len(trajectories)
@@ -335,11 +349,45 @@ class Trainer:
             "weights/staleness": float(self.version - 1 - min(t.weight_version for t in trajectories)),
             "time/rollout_s": t1 - t0, "time/reward_s": t2 - t1, "time/update_s": t3 - t2,
             "time/rollout_wait_s": t4 - t3,
-            "time/sync_s": t5 - t4, "time/export_s": export_s, "time/load_s": load_s, "time/step_s": t5 - t0,
+            "time/sync_s": t5 - t4, "time/export_s": payload.export_s, "time/load_s": load_s, "time/step_s": t5 - t0,
+            "weights/remote_workers": float(self.rollouts.remote_from(payload.node_id) if payload.blob is not None else 0),
         }
+        metrics.update(self.rollouts.take_recovery_metrics())
         if not cfg.trainer.async_rollout:  # an overlapped rollout has no wall time of its own to divide by
             metrics["rollout/tokens_per_s"] = generated / (t1 - t0)
         return metrics
+
+    def learner_failure(self) -> RoleFailed | None:
+        """After a failed call: the error to report when learner ranks are dead (which, why, how to resume); None
+        when every rank is alive (the failure was elsewhere). Ranks do not restart: the ZeRO state spans them all."""
+        from rltrain.groups import RoleFailed, dead_actors
+
+        learners = getattr(self, "learners", None)
+        dead = dead_actors(learners.ranks) if learners is not None else {}
+        if not dead:
+            return None
+        ranks = "; ".join(f"rank {r} ({self.cfg.trainer.name}-learner-{r}): {cause}" for r, cause in dead.items())
+        when = f"at step {self.current_step}" if self.current_step else "before the first step"
+        return RoleFailed(f"learner {ranks}. The run stopped {when} (learner ranks are not restarted). "
+                          f"{resume_hint(self.cfg)}")
+
+
+def resume_hint(cfg: RunConfig) -> str:
+    """Where a stopped run can continue from, and the command that does it."""
+    from rltrain import checkpoint
+
+    run_dir = cfg.trainer.run_dir
+    latest = checkpoint.read_latest(run_dir) if run_dir.is_dir() else None
+    source = run_dir if latest else cfg.trainer.resume  # no checkpoint of its own yet: where this run resumed from
+    if source:
+        ckpt = run_dir / latest if latest else checkpoint.resolve(source)
+        command = shlex.join(["rltrain", "train", str(run_dir / "config.yaml"), "--resume", str(source)])
+        return f"The last complete checkpoint is {ckpt}; continue from it with: {command}"
+    if not cfg.trainer.checkpoint_every:
+        return ("No checkpoint exists (trainer.checkpoint_every=0), so a new run starts from step 0; set "
+                "trainer.checkpoint_every=N to make a run resumable")
+    return (f"No checkpoint was written yet (the first is due at step {cfg.trainer.checkpoint_every}), so a new run "
+            f"starts from step 0")
 
 
 def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
@@ -348,6 +396,7 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from rltrain import checkpoint
+    from rltrain.groups import RoleFailed
 
     prep = prepare(cfg)  # everything a user can get wrong fails here, before Ray starts
     resume = _load_resume(cfg)
@@ -400,6 +449,11 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
                              f"`rltrain train` run {run_dir}, step {cfg.trainer.steps}")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+    except RoleFailed as err:
+        failure = trainer.learner_failure() if trainer is not None else None
+        if failure is None:
+            raise
+        raise failure from err
     finally:  # also on Ctrl-C: writers flushed and closed, every actor stopped, then Ray
         if telemetry is not None:
             telemetry.close()

@@ -107,7 +107,13 @@ def test_memory_estimate_matches_hand_computation() -> None:
     cfg3 = load_config(None, ["learner.num_learners=2", "learner.zero_stage=3", "learner.dtype=bfloat16",
                               "learner.micro_batch_size=2", "model.max_model_len=128", "algorithm.grpo.kl_coef=0.01"])
     est3 = doctor.estimate_memory(cfg3, shape, needs_reference=True)
-    assert est3.learner_bytes == (2 * p + 2 * p + 12 * p) // 2 + 4 * p + 2 * 128 * 1000 * 4 * 2
+    assert est3.learner_bytes == (2 * p + 2 * p + 12 * p) // 2 + 4 * p + 2 * 128 * 1000 * 2 * 2  # bf16 logits
+    # bf16 autocast over fp32 weights: float32's states, bf16 logits, plus autocast's bf16 weight copies (2P, whole)
+    cfg4 = load_config(None, ["learner.num_learners=2", "learner.zero_stage=2", "learner.dtype=autocast_bfloat16",
+                              "learner.micro_batch_size=2", "model.max_model_len=128"])
+    est4 = doctor.estimate_memory(cfg4, shape, needs_reference=False)
+    assert est4.parts["learner autocast weights"] == 2 * p
+    assert est4.learner_bytes == 4 * p + (4 * p + 8 * p) // 2 + 2 * p + 2 * 128 * 1000 * 2 * 2
 
 
 def test_lora_counts_only_adapter_gradients_and_adam_states() -> None:

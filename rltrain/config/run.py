@@ -12,6 +12,7 @@ from rltrain.config.latro import LaTROConfig
 from rltrain.config.learner import LearnerConfig
 from rltrain.config.loader import apply_overrides, build, check, load_yaml
 from rltrain.config.model import ModelConfig
+from rltrain.config.placement import PlacementConfig
 from rltrain.config.reward import RewardConfig
 from rltrain.config.rollout import RolloutConfig
 from rltrain.config.users import UsersConfig
@@ -122,9 +123,12 @@ class RunConfig:
     """The simulated-user service, started only for environments that need a user."""
     ray: RayConfig = field(default_factory=RayConfig)
     """Where the actors run."""
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    """Which nodes and GPUs each role's actors share: placement groups, strategy, colocation, node pins."""
 
     def __post_init__(self) -> None:
         self._check_batch_arithmetic()
+        self._check_placement()
         check(not (self.learner.lora.r > 0 and self.learner.zero_stage == 3),
               "learner.lora.r>0 with learner.zero_stage=3 is not supported; use zero_stage=2 with LoRA")
         if self.algorithm.name == "latro":
@@ -132,6 +136,24 @@ class RunConfig:
         check(not self.trainer.async_rollout or self.algorithm.name == "grpo",
               f"trainer.async_rollout=true needs a PPO-ratio algorithm (grpo); {self.algorithm.name} learns on-policy only, "
               f"set trainer.async_rollout=false")
+
+    def _check_placement(self) -> None:
+        for role in ("rollout", "learner", "users"):
+            gpus = getattr(self, role).num_gpus
+            check(gpus <= 1 or float(gpus).is_integer(),
+                  f"{role}.num_gpus={gpus:g}: Ray gives an actor a fraction of one GPU or whole GPUs; use a value <= 1 "
+                  f"or a whole number")
+        if self.placement.mode == "colocated":
+            workers, ranks = self.rollout.num_workers, self.learner.num_learners
+            check(workers % ranks == 0,
+                  f"placement.mode=colocated gives each learner rank the same number of rollout workers in its bundle, "
+                  f"but rollout.num_workers={workers} is not a multiple of learner.num_learners={ranks}; set "
+                  f"rollout.num_workers={max(ranks, workers // ranks * ranks)}")
+            shared = self.learner.num_gpus + workers // ranks * self.rollout.num_gpus
+            check(shared <= 1 or float(shared).is_integer(),
+                  f"placement.mode=colocated: a bundle holds learner.num_gpus={self.learner.num_gpus:g} + "
+                  f"{workers // ranks} x rollout.num_gpus={self.rollout.num_gpus:g} = {shared:g} GPUs; Ray shares one GPU "
+                  f"by fractions or gives whole GPUs, so make the sum <= 1 (e.g. 0.5 + 0.5) or a whole number")
 
     def _check_latro(self) -> None:
         """LaTRO scores rationales against their group on the learner: groups stay whole on one rank (spec §3.3)."""

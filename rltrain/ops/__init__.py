@@ -12,7 +12,7 @@ Modules:
     kl           per-token KL estimators (k1, k2, k3 / low_var_kl).
     aggregate    masked sums/means and the loss aggregation modes.
     policy_loss  PPO-clip loss with asymmetric and dual clipping.
-    logprobs     token log-probs and entropies from logits.
+    logprobs     token log-probs and entropies from logits (fused, chunked backward).
     self_reward  LaTRO's self-reward with the non-stop penalty.
 
 To add an op: put it in the module that owns its concept (or a new module
@@ -23,7 +23,7 @@ against hand-computed numbers and a loop in ``tests/ops/``, and re-export it her
 from rltrain.ops.advantages import grpo_outcome_advantages, rloo_advantages
 from rltrain.ops.aggregate import AGG_MODES, aggregate_loss, masked_mean, masked_sum
 from rltrain.ops.kl import KL_ESTIMATORS, kl_penalty
-from rltrain.ops.logprobs import entropy_from_logits, token_logprobs
+from rltrain.ops.logprobs import entropy_from_logits, token_logprobs, token_logprobs_and_entropy
 from rltrain.ops.policy_loss import ppo_clip_loss
 from rltrain.ops.self_reward import latro_self_reward
 
@@ -40,4 +40,5 @@ __all__ = [
     "ppo_clip_loss",
     "rloo_advantages",
     "token_logprobs",
+    "token_logprobs_and_entropy",
 ]

@@ -42,6 +42,8 @@ def test_overrides_are_typed() -> None:
         (["rollout.top_p=0.9"], "rollout.top_p=0.9: training rollouts must sample the full distribution"),
         (["learner.mini_batch_size=-8"], "learner.mini_batch_size=-8 must be >= 1"),
         (["learner.lora.r=8", "learner.lora.target_modules=[]"], "learner.lora.target_modules is empty"),
+        (["rollout.max_restarts=-1"], "rollout.max_restarts=-1 must be >= 0 (-1 is not allowed: a crash loop must end)"),
+        (["rollout.restart_timeout_s=0"], "rollout.restart_timeout_s=0.0 must be > 0"),
     ],
 )
 def test_bad_values_name_key_and_fix(overrides: list[str], needle: str) -> None:

@@ -9,82 +9,36 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rltrain import jobs
+from tests.integration.ray_nodes import free_port, kill_group, start_node, wait_for_dashboard
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    # raylet and gcs_server were seen ignoring SIGTERM for over 15 s (PLATFORM.md): SIGTERM, wait, SIGKILL.
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                proc.wait()
-                return
-            proc.poll()
-            time.sleep(0.2)
-    proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[str]:
     """A private Ray head with the dashboard on 127.0.0.1; yields its Jobs API address."""
     temp = tempfile.mkdtemp(prefix="rlj-", dir="/tmp")
-    dash = free_port()
-    venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
-    cmd = [str(Path(venv_bin) / "ray"), "start", "--head", "--block", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1",
-           f"--port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           "--num-cpus=4", "--disable-usage-stats"]
-    log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed below, after the process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    dash, log = free_port(), Path(temp) / "head.log"
+    proc = start_node(temp, log, head_port=free_port(), head=True, num_cpus=4, dashboard_port=dash)
     address = f"http://127.0.0.1:{dash}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{address}/api/version", timeout=2) as resp:
-                    if json.load(resp).get("ray_version"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not start: {(Path(temp) / 'head.log').read_text()[-2000:]}")
-            time.sleep(1)
+        try:
+            wait_for_dashboard(address, [proc], [log], timeout_s=90)
+        except RuntimeError as err:
+            pytest.fail(str(err))
         yield address
     finally:
-        _kill_group(proc)
-        log.close()
+        kill_group(proc)
         shutil.rmtree(temp, ignore_errors=True)
 
 

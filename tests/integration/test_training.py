@@ -66,34 +66,44 @@ def test_two_steps_transformers_workers_zero3_minibatches_epochs_kl(tiny_model: 
     assert "learner/kl" in metrics[0] and metrics[1]["learner/kl"] > 0  # step 2 starts away from the reference
 
 
+def processes_of(ray_tmp: str) -> set[int]:
+    """PIDs of the processes of the cluster in `ray_tmp` and of this process's children."""
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if ray_tmp in " ".join(p.info["cmdline"] or [])
+            or p.pid in {c.pid for c in psutil.Process().children(recursive=True)}}
+
+
+def assert_nothing_left(before: set[int], ray_tmp: str) -> None:
+    import ray
+
+    assert not ray.is_initialized()
+    deadline = time.time() + 30
+    while (left := processes_of(ray_tmp) - before) and time.time() < deadline:
+        time.sleep(1)
+    assert not left, [psutil.Process(pid).cmdline()[:3] for pid in left if psutil.pid_exists(pid)]
+
+
 def test_dead_worker_stops_the_run_cleanly(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
+    """A rollout worker that Ray may not restart (rollout.max_restarts=0) stops the run, naming it; nothing is left
+    running. (Restarted workers: tests/integration/test_fault_tolerance.py.)"""
     import ray
 
     cfg = tiny_config(tiny_model, tmp_path, "rollout.engine=transformers", "trainer.steps=200", "env.eval_tasks=0",
-                      "learner.num_learners=1", "trainer.save_final=false")
+                      "learner.num_learners=1", "trainer.save_final=false", "rollout.max_restarts=0")
     metrics_file = cfg.trainer.run_dir / "metrics.jsonl"
 
     def kill_a_worker_mid_run() -> None:
         deadline = time.time() + 600
         while time.time() < deadline and not (metrics_file.exists() and metrics_file.read_text().strip()):
             time.sleep(0.2)
-        ray.kill(ray.get_actor("tiny-rollout-1"))
+        ray.kill(ray.get_actor("tiny-rollout-1"), no_restart=False)  # Ray would restart it, but max_restarts=0
 
-    def ours() -> set[int]:
-        return {p.pid for p in psutil.process_iter(["cmdline"]) if ray_tmp in " ".join(p.info["cmdline"] or [])
-                or p.pid in {c.pid for c in psutil.Process().children(recursive=True)}}
-
-    before = ours()
+    before = processes_of(ray_tmp)
     killer = threading.Thread(target=kill_a_worker_mid_run, daemon=True)
     killer.start()
-    with pytest.raises(RoleFailed, match="an actor died"):
+    with pytest.raises(RoleFailed, match="rollout worker tiny-rollout-1 died and cannot be restarted.*rollout.max_restarts=0"):
         train(cfg, ray_temp_dir=ray_tmp)
     killer.join(timeout=5)
-    assert not ray.is_initialized()
-    deadline = time.time() + 30
-    while (left := ours() - before) and time.time() < deadline:
-        time.sleep(1)
-    assert not left, [psutil.Process(pid).cmdline()[:3] for pid in left if psutil.pid_exists(pid)]
+    assert_nothing_left(before, ray_tmp)
 
 
 def test_async_rollout_is_one_version_stale(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:

@@ -45,7 +45,7 @@ def engine_vs_learner(rollouts: RolloutGroup, learners: LearnerGroup, tasks) -> 
 @pytest.mark.parametrize(("engine", "lora_rank", "temperature", "threads"),
                          [("vllm", 0, 0.7, 2), ("transformers", 0, 1.0, 1), ("transformers", 8, 1.0, 1)])
 def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, temperature: float, threads: int,
-                                                  tiny_model: Path, ray_cluster, tmp_path: Path) -> None:
+                                                  tiny_model: Path, ray_cluster) -> None:
     """Full weights to vLLM and transformers engines; LoRA adapters are merged into the weights sent.
 
     The tiny model ties its LM head to the embeddings, as SmolLM2 does: a reload that skipped the head (vLLM's
@@ -75,9 +75,7 @@ def test_engine_logprobs_match_learner_after_sync(engine: str, lora_rank: int, t
         stale = engine_vs_learner(rollouts, learners, tasks)
         assert stale > 1e-2, "the update should have moved the learner away from the engine's weights"
 
-        folder = tmp_path / "v1"
-        learners.export_weights(str(folder), cfg.rollout.dtype)
-        rollouts.load_weights(str(folder), version=1)
+        rollouts.load_weights(learners.export_weights(1, cfg.rollout.dtype), version=1)
         assert engine_vs_learner(rollouts, learners, tasks) < 2e-3
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rltrain.ops.logprobs import entropy_from_logits, token_logprobs
+from rltrain.ops.logprobs import entropy_from_logits, token_logprobs, token_logprobs_and_entropy
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 # Row 0: logits [ln 1, ln 2, ln 3] -> softmax [1/6, 2/6, 3/6]. Row 1: uniform over 3.
@@ -110,3 +110,63 @@ def test_bad_inputs_raise():
         token_logprobs(LOGITS, torch.tensor([[0, 1]]), chunk_size=0)
     with pytest.raises(ValueError, match=r"logits \(B, T, V\); got \(3,\)"):
         entropy_from_logits(torch.zeros(3))
+
+
+def _reference(logits, labels, temperature=1.0):
+    """Unfused autograd reference: log_softmax over float32 logits / T, then gather."""
+    z = logits.float() / temperature if logits.dtype != torch.float64 else logits / temperature
+    return torch.log_softmax(z, dim=-1).gather(-1, labels[..., None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_fused_logprobs_entropy_and_gradient_match_unfused(temperature):
+    """spec §7.3 P4: one pass gives log pi(y) of softmax(z / T) and its entropy; the chunked, recomputing
+    backward gives autograd's gradient (d logp_y / dz = (onehot - softmax(z / T)) / T)."""
+    gen = torch.Generator().manual_seed(4)
+    logits = (torch.randn(2, 5, 13, generator=gen, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.randint(0, 13, (2, 5), generator=gen)
+    weights = torch.randn(2, 5, generator=gen, dtype=torch.float64)
+    got, entropy = token_logprobs_and_entropy(logits, labels, temperature=temperature, chunk_size=2)
+    want = _reference(logits, labels, temperature)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(entropy, entropy_from_logits(logits.detach() / temperature), rtol=1e-12, atol=1e-12)
+    assert not entropy.requires_grad
+    (grad,) = torch.autograd.grad((got * weights).sum(), logits)
+    (want_grad,) = torch.autograd.grad((want * weights).sum(), logits)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)
+    assert token_logprobs_and_entropy(logits, labels, with_entropy=False)[1] is None
+
+
+def test_fused_gradient_on_bf16_logits():
+    """spec §7.3 P4: bf16 logits (the learner's under autocast) get a bf16 gradient equal to autograd's
+    through a float32 upcast, up to the final rounding to bf16."""
+    gen = torch.Generator().manual_seed(5)
+    logits = (torch.randn(3, 4, 50, generator=gen) * 4).to(torch.bfloat16).requires_grad_()
+    labels = torch.randint(0, 50, (3, 4), generator=gen)
+    (grad,) = torch.autograd.grad(token_logprobs(logits, labels, chunk_size=3).sum(), logits)
+    (want,) = torch.autograd.grad(_reference(logits, labels).sum(), logits)
+    assert grad.dtype == torch.bfloat16
+    torch.testing.assert_close(grad, want)
+
+
+def test_backward_keeps_no_float32_copy_of_bf16_logits():
+    """spec §7.3 P4 memory: between forward and backward only the logits themselves and (B, T) vectors are kept,
+    not a float32 copy of each chunk (which an unfused upcast-then-logsumexp keeps: 2x the bf16 logits' bytes)."""
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 8, 64, generator=gen).to(torch.bfloat16).requires_grad_()
+    labels = torch.randint(0, 64, (2, 8), generator=gen)
+    saved: list[torch.Tensor] = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        token_logprobs_and_entropy(logits, labels, chunk_size=4)[0].sum().backward()
+    big = [t for t in saved if t.numel() >= 4 * 64 and t.data_ptr() != logits.data_ptr()]
+    assert big == [], [(t.dtype, tuple(t.shape)) for t in big]
+
+
+def test_fused_bad_temperature_raises():
+    with pytest.raises(ValueError, match="temperature must be > 0; got 0"):
+        token_logprobs_and_entropy(LOGITS, torch.tensor([[0, 1]]), temperature=0.0)
