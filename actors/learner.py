@@ -103,7 +103,8 @@ class Learner:
             "gradient_accumulation_steps": self.gradient_accumulation,
             "train_batch_size": cfg.micro_batch_size * self.gradient_accumulation * self.world_size,
             # fused: torch's one-kernel AdamW (CPU and CUDA) updates in place; the default per-tensor loop makes
-            # temporaries the size of the flat parameter partition (sqrt, division), about 1 GB at 135M parameters.
+            # temporaries the size of the flat parameter partition (sqrt, division): measured on SmolLM2-135M, fp32,
+            # ZeRO-2, CPU (bench/learner_precision.py), 1.1 GB less at the first step and 6% faster updates.
             "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": 1e-8,
                                                       "weight_decay": cfg.weight_decay, "torch_adam": True,
                                                       "fused": True}},
@@ -129,7 +130,9 @@ class Learner:
 
         DeepSpeed's defaults (5e8 elements, 2 GB of fp32 per bucket) are sized to keep NCCL busy. On CPU the
         buckets are plain RAM that gloo reduces at memory speed, so a bucket larger than a few layers only
-        raises the peak: with the defaults ZeRO-2 fills one buffer with every gradient of a small model.
+        raises the peak: with the defaults ZeRO-2 copies every gradient of a small model into one buffer before
+        reducing any. Measured on SmolLM2-135M, fp32, ZeRO-2 (bench/learner_precision.py): 250 MB lower peak,
+        no slower.
         """
         if self.cfg.num_gpus > 0:
             return {}

