@@ -357,6 +357,7 @@ class RolloutGroup:
         """Workers on other nodes than `node_id` (they pull exported weights through the object store)."""
         return sum(loc.node_id != node_id for loc in self.locations)
 
+
 class LearnerGroup:
     """N DeepSpeed ranks; the batch is split evenly across them."""
 
@@ -413,6 +414,7 @@ class LearnerGroup:
     def call(self, method: str, *args: Any) -> list[Any]:
         """Call a method on every rank (for probes and tests)."""
         return get([getattr(r, method).remote(*args) for r in self.ranks], f"learner.{method}")
+
 
 class UserGroup:
     """N simulated-user actors (`actors/user.py`), placed apart from the policy; rollout workers get the handles.
