@@ -12,20 +12,20 @@ import multiprocessing as mp
 from typing import Any
 
 from actors.common import init_role, torch_threads
+from rewards import REWARD_FNS
 from rewards.base import RewardInput
+from rltrain.engines.shm import ShmLedger
 from rltrain.types import Trajectory
 
 logger = logging.getLogger(__name__)
 
 
 def _score_one(fn_name: str, sample: RewardInput, kwargs: dict[str, Any]) -> dict[str, float]:
-    from rewards import REWARD_FNS
-
     return REWARD_FNS.get(fn_name)(sample, **kwargs)
 
 
 def _warm_up() -> None:
-    import rewards  # noqa: F401
+    """Nothing: a spawned process has imported this module (and with it every reward function) to run it."""
 
 
 class RewardAccountant:
@@ -33,17 +33,18 @@ class RewardAccountant:
 
     def __init__(self, fn_name: str, kwargs: dict[str, Any], timeout_s: float, num_procs: int) -> None:
         init_role("accountant", threads=1)
-        from rewards import REWARD_FNS
-
         REWARD_FNS.get(fn_name)  # fail now, with the list of names, rather than in the pool
         self.fn_name, self.kwargs, self.timeout_s, self.num_procs = fn_name, dict(kwargs), timeout_s, num_procs
+        self._shm = ShmLedger()  # the spawn pool's semaphores, unlinked at shutdown even when its processes are killed
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         # spawn: forking a process that holds Ray's threads can deadlock the child
+        self._shm.before_start()
         pool = cf.ProcessPoolExecutor(self.num_procs, mp_context=mp.get_context("spawn"))
         # Start every process now, so that reward.timeout_s measures verifiers, not interpreter start-up.
         cf.wait([pool.submit(_warm_up) for _ in range(self.num_procs)])
+        self._shm.after_start()
         return pool
 
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
@@ -85,6 +86,7 @@ class RewardAccountant:
 
     def shutdown(self) -> None:
         self._restart_pool(replace=False)
+        self._shm.release()
 
     def _restart_pool(self, replace: bool = True) -> None:
         for proc in list(getattr(self._pool, "_processes", {}).values()):

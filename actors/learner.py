@@ -11,21 +11,23 @@ import contextlib
 import logging
 import os
 import pickle
-import shutil
+import socket
 import time
 from collections import defaultdict
-from pathlib import Path
+from datetime import timedelta
 
+import ray
 import torch
 
 from actors.common import init_role, torch_threads
 from rltrain.algorithms.base import Algorithm, LossInputs
+from rltrain.checkpoint import DS_TAG, rank_file, rng_state, set_rng_state
 from rltrain.config.learner import LearnerConfig
+from rltrain.export import ExportError, peft_lora_config, verify_logits
 from rltrain.ops import entropy_from_logits, masked_mean, token_logprobs_and_entropy
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import TrainBatch
-from rltrain.weights import FILE as WEIGHTS_FILE
-from rltrain.weights import WeightPayload, local_root
+from rltrain.weights import WeightOutbox, WeightPayload
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,9 @@ CPU_BUCKET_ELEMENTS = 20_000_000
 class Learner:
     """One data-parallel rank."""
 
-    def __init__(self, rank: int, world_size: int, model_path: str, cfg: LearnerConfig,
-                 algorithm: Algorithm, gradient_accumulation: int, seed: int, temperature: float = 1.0) -> None:
+    def __init__(self, *, rank: int, world_size: int, model_path: str, cfg: LearnerConfig, algorithm: Algorithm,
+                 gradient_accumulation: int, seed: int, temperature: float = 1.0) -> None:
+        """Keyword arguments only: eight of them, several of the same type, are too easy to pass in the wrong order."""
         init_role(f"learner-{rank}", cfg.threads)
         self.metrics = ActorMetrics(f"learner-{rank}")
         self.rank, self.world_size, self.cfg, self.algorithm = rank, world_size, cfg, algorithm
@@ -48,17 +51,12 @@ class Learner:
         if cfg.num_gpus == 0:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         self.steps = 0
-        self._exports: Path | None = None  # rank 0's node-local folder of exported weights
-        self._last_export: Path | None = None
+        self.outbox = WeightOutbox(f"rltrain-w{rank}-")  # rank 0's node-local folder of exported weights
 
     def rendezvous(self) -> tuple[str, int]:
         """This node's IP and a TCP port free on it; asked of rank 0, whose node hosts the process-group store.
 
         Ranks may sit on other nodes, so neither 127.0.0.1 nor a port picked on the driver's machine would do."""
-        import socket
-
-        import ray
-
         with socket.socket() as s:
             s.bind(("", 0))  # every interface: the port the other ranks connect to must be free on the one they reach
             port = s.getsockname()[1]
@@ -73,15 +71,15 @@ class Learner:
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         torch.manual_seed(self.seed)
         backend = "nccl" if self.cfg.num_gpus > 0 else "gloo"
-        deepspeed.init_distributed(dist_backend=backend)
+        # A collective that waits longer than this raises in this rank (gloo and NCCL both honour it), so a rank
+        # whose peer is stuck or gone errors out by itself instead of hanging the run.
+        deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(seconds=self.cfg.collective_timeout_s))
         self.device = torch.device("cuda", 0) if self.cfg.num_gpus > 0 else torch.device("cpu")
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
         if self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if self.cfg.lora.r > 0:
-            from peft import get_peft_model
-
-            from rltrain.export import peft_lora_config
+            from peft import get_peft_model  # optional: only LoRA runs need peft
 
             model = get_peft_model(model, peft_lora_config(self.cfg.lora))
         self.tied = bool(getattr(model.config, "tie_word_embeddings", False))
@@ -249,50 +247,24 @@ class Learner:
         return out
 
     def export_weights(self, version: int, dtype: str, share: bool = False) -> WeightPayload | None:
-        """Write the full weights as `v<version>/model.safetensors` in a folder of this node's shared memory (rank 0;
-        None on other ranks, which join the ZeRO-3 gather). Only the latest export is kept: a restarted worker
-        re-syncs from it. With `share` the file's bytes also go into Ray's object store, for rollout workers on
-        other nodes (`rltrain.weights`)."""
-        import ray
-        from safetensors.torch import save, save_file
-
+        """Write the full weights of `version` for the rollout workers (`rltrain.weights.WeightOutbox`; rank 0; None
+        on other ranks, which join the ZeRO-3 gather). With `share` the file's bytes also go into Ray's object store,
+        for rollout workers on other nodes."""
         t0 = time.perf_counter()
         state = self.full_state_dict(getattr(torch, dtype))
         if state is None:
             return None
-        if self._exports is None:
-            self._exports = local_root(f"rltrain-w{self.rank}-")
-        folder = self._exports / f"v{version}"
-        folder.mkdir(exist_ok=True)
-        tmp = folder / f"{WEIGHTS_FILE}.tmp"
-        blob = None
-        if share:
-            data = save(state, metadata={"format": "pt"})
-            tmp.write_bytes(data)
-            blob = ray.put(data)
-        else:
-            save_file(state, str(tmp), metadata={"format": "pt"})
-        nbytes = tmp.stat().st_size
-        tmp.rename(folder / WEIGHTS_FILE)  # readers never see a half-written file
-        if self._last_export not in (None, folder):
-            shutil.rmtree(self._last_export, ignore_errors=True)
-        self._last_export = folder
-        return WeightPayload(version, str(folder), ray.get_runtime_context().get_node_id(), blob, nbytes,
-                             time.perf_counter() - t0)
+        return self.outbox.publish(state, version, share, t0)
 
     def shutdown(self) -> None:
         """Delete this rank's exported weights (shared memory is not freed with the process)."""
-        if self._exports is not None:
-            shutil.rmtree(self._exports, ignore_errors=True)
-            self._exports = self._last_export = None
+        self.outbox.close()
 
     def save_hf(self, out_dir: str) -> dict[str, float | str] | None:
         """Save the current weights as an HF folder (config, generation config, safetensors, tokenizer with chat
         template) from rank 0, then verify it: reloaded with transformers, its logits on a probe batch must equal
         these weights'. Returns {"path", "max_abs_diff"} on rank 0, None elsewhere; raises ExportError on a mismatch."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from rltrain.export import ExportError, verify_logits
 
         state = self.full_state_dict(torch.float32)
         if state is None:
@@ -312,9 +284,6 @@ class Learner:
         """Write this rank's DeepSpeed state (weights, optimizer, scheduler) and RNG/counters into `folder`.
 
         Every rank writes its own shard files; on several nodes `folder` must be on a shared file system."""
-        # imported here: rltrain.checkpoint imports rltrain.groups, which imports this module
-        from rltrain.checkpoint import DS_TAG, rank_file, rng_state
-
         self.engine.save_checkpoint(folder, tag=DS_TAG, save_latest=False)  # the driver keeps its own `latest`
         with rank_file(folder, self.rank).open("wb") as f:
             pickle.dump({"rng": rng_state(), "steps": self.steps, "gradient_accumulation": self.gradient_accumulation}, f)
@@ -322,8 +291,6 @@ class Learner:
     def load_checkpoint(self, folder: str) -> None:
         """Restore what `save_checkpoint` wrote: DeepSpeed state, RNG states and the update counter (which seeds
         the mini-batch shuffle, so a resumed run shuffles as the uninterrupted one did)."""
-        from rltrain.checkpoint import DS_TAG, rank_file, set_rng_state
-
         path, _ = self.engine.load_checkpoint(folder, tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
         if path is None:
             raise FileNotFoundError(f"rank {self.rank}: no DeepSpeed state under {folder}/{DS_TAG}; the checkpoint is "

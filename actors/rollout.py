@@ -12,13 +12,14 @@ import ray
 
 from actors.common import init_role, torch_threads
 from actors.user import UserClient
-from rltrain.agent import ChatRenderer, run_episode
+from rltrain.agent import ChatRenderer, run_episode, tool_settings
 from rltrain.config.env import EnvConfig
 from rltrain.config.rollout import RolloutConfig
 from rltrain.config.users import UsersConfig
 from rltrain.engines import make_engine
 from rltrain.engines.base import Sampling
 from rltrain.envs import make_env
+from rltrain.envs.base import STEP_RUNNER, resolve_max_turns
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import Task, Trajectory
 from rltrain.weights import WeightInbox, WeightPayload
@@ -41,7 +42,11 @@ class RolloutWorker:
         self.metrics = ActorMetrics(f"rollout-{rank}")
         self.rank, self.cfg, self.env_cfg, self.max_model_len = rank, cfg, env_cfg, max_model_len
         self.model_path = model_path
-        make_env(env_cfg.name, env_cfg.kwargs)  # bad env kwargs fail here, before the engine loads
+        env = make_env(env_cfg.name, env_cfg.kwargs)  # bad env kwargs fail here, before the engine loads
+        self.max_turns = resolve_max_turns(env, env_cfg.max_turns)
+        self.tools = tool_settings(env_cfg, env, users[1] if users is not None else None)
+        # Sync env steps run on this worker's own bounded threads; a hung one cannot drain a shared pool.
+        STEP_RUNNER.configure(env_cfg.step_threads, max_hung=max(16, 4 * cfg.max_concurrent_episodes))
         self.engine = make_engine(cfg.engine, model_path, dtype=cfg.dtype, max_model_len=max_model_len,
                                   gpu_memory_utilization=cfg.gpu_memory_utilization, kv_cache_gib=cfg.kv_cache_gib,
                                   seed=cfg.seed + rank, threads=cfg.threads)
@@ -93,9 +98,10 @@ class RolloutWorker:
             async with self.metrics.episode(self._limit):  # the slot, counted as queued/in flight
                 return await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
                                          env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
-                                         max_turns=self.env_cfg.max_turns, max_model_len=self.max_model_len,
+                                         max_turns=self.max_turns, max_model_len=self.max_model_len,
                                          echo_reward=self.env_cfg.echo_reward,
-                                         plain_text_as_action=self.env_cfg.plain_text_as_action, user=self.user, sample=sample)
+                                         plain_text_as_action=self.env_cfg.plain_text_as_action, user=self.user, sample=sample,
+                                         tools=self.tools)
 
         self._rollouts += 1
         try:

@@ -1,4 +1,9 @@
-"""The simulated-user service: Ray actors that answer `UserRequest`s (both hats), and the client gyms call.
+"""The LLM service for every non-policy model: Ray actors that answer `UserRequest`s, and the client envs call.
+
+Simulated users and judges, the router's pool models, data proposers/reviewers and summarisers are all served
+here (issue 14: one mechanism, not one per caller). `UserRequest.model` picks a pool model (`users.pool`), each
+with its own backend started on first use; None is the service's own model. Every reply carries its model and
+tokens, so the cost ledger (`actors/ledger.py`) meters every call from the trajectory's `user_calls`.
 
 `UserService` (one per actor, `<run>-user-<i>`) answers with one backend: `rules` (the gyms' `USER_RULES`),
 `vllm` (a local LLM on the actor's own engine) or `openai` (an OpenAI-compatible endpoint), or replays the
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.common import init_role
-from rltrain.config.users import UsersConfig
+from rltrain.config.users import PoolModel, UsersConfig
 from rltrain.telemetry import ActorMetrics, observe_user_calls
 from rltrain.users import USER_RULES, UserReply, UserRequest, UserSimError
 
@@ -107,6 +112,8 @@ class Completion:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated: bool = False
+    """The backend reported no usage; the counts are estimates (spec §4.3: 4 characters per token)."""
 
 
 class Backend(ABC):
@@ -302,9 +309,11 @@ class OpenAIBackend(Backend):
             raise UserSimError(self.redact(f"{self.base_url} returned no chat completion ({type(err).__name__}: {err}): "
                                            f"{response.text[:200]}")) from None
         usage = data.get("usage") or {}
-        # Without `usage`, estimate 4 characters per token (spec §4.3's fallback) so the cost is not silently 0.
+        # Without `usage`, estimate 4 characters per token (spec §4.3's fallback) so the cost is not silently 0,
+        # and flag the estimate on the record.
         prompt = usage.get("prompt_tokens", sum(len(m["content"]) for m in messages) // 4)
-        return Completion(text, int(prompt), int(usage.get("completion_tokens", len(text) // 4)))
+        estimated = "prompt_tokens" not in usage or "completion_tokens" not in usage
+        return Completion(text, int(prompt), int(usage.get("completion_tokens", len(text) // 4)), estimated)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -333,6 +342,43 @@ def make_backend(cfg: UsersConfig, model_path: str | None, seed: int) -> Backend
     return LocalLLMBackend(cfg, model_path, Path(cfg.model or EMBEDDED_MODEL).name, seed)
 
 
+class PoolBackend(Backend):
+    """A pool model (`users.pool`): the vllm or openai backend for it, built at `start` (its model folder is resolved on
+    the actor's own node, and an engine is only loaded once the model is first asked)."""
+
+    def __init__(self, cfg: UsersConfig, pool_model: PoolModel, seed: int) -> None:
+        self.pool_model, self.seed = pool_model, seed
+        self.cfg = dataclasses.replace(cfg, backend=pool_model.backend, model=pool_model.model or pool_model.name,
+                                       base_url=pool_model.base_url or cfg.base_url, max_model_len=pool_model.context_window,
+                                       replay_from=None, pool=())
+        self.name = f"{pool_model.backend}:{pool_model.name}"
+        self.inner: Backend | None = None
+
+    @property
+    def seeded(self) -> bool:  # type: ignore[override]
+        return self.pool_model.backend == "openai"
+
+    async def start(self) -> None:
+        model_path = None
+        if self.pool_model.backend == "vllm":
+            from rltrain.models import resolve_model
+
+            model_path = str(resolve_model(self.cfg.model or self.pool_model.name))
+        self.inner = make_backend(self.cfg, model_path, self.seed)
+        await self.inner.start()
+
+    async def complete(self, request: UserRequest, seed: int) -> Completion:
+        assert self.inner is not None
+        return await self.inner.complete(request, seed)
+
+    async def close(self) -> None:
+        if self.inner is not None:
+            await self.inner.close()
+
+    def redact(self, text: str) -> str:
+        return self.inner.redact(text) if self.inner is not None else text
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The actor
 
@@ -348,31 +394,49 @@ class UserService:
             importlib.import_module(module)
         self.rank, self.cfg, self.run_seed = rank, cfg, run_seed
         self.backend = make_backend(cfg, model_path, run_seed + rank)
+        self.model_name = "" if cfg.backend == "rules" or cfg.replay_from else Path(cfg.model or "smollm2-135m-instruct").name
+        self.pool: dict[str, Backend] = {m.name: PoolBackend(cfg, m, run_seed + rank) for m in cfg.pool}
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
-        self._cache: OrderedDict[str, str] = OrderedDict()
-        self._started = False
-        self._start_lock: asyncio.Lock | None = None
+        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._started: set[str] = set()
+        self._start_locks: dict[str, asyncio.Lock] = {}
         self.counts = {"calls": 0, "cache_hits": 0, "backend_calls": 0, "retries": 0, "failures": 0,
                        "in_flight": 0, "peak_in_flight": 0}
 
     def __repr__(self) -> str:
         return f"UserService(rank={self.rank}, backend={self.backend.name})"
 
-    async def start(self) -> str:
-        """Start the backend now (engine load, key check), so that a broken setup fails before training."""
-        await self._ensure_started()
+    async def start(self, pool: bool = False) -> str:
+        """Start the backend now (engine load, key check), so that a broken setup fails before training; with `pool`,
+        every pool model too (otherwise each starts on its first call)."""
+        await self._ensure_started(self.backend)
+        if pool:
+            for backend in self.pool.values():
+                await self._ensure_started(backend)
         return self.backend.name
 
-    async def _ensure_started(self) -> None:
+    def models(self) -> list[str]:
+        """The pool models this service answers by name (`UserRequest.model`)."""
+        return list(self.pool)
+
+    def _backend_for(self, request: UserRequest) -> Backend:
+        if request.model is None:
+            return self.backend
+        backend = self.pool.get(request.model)
+        if backend is None:
+            raise UserSimPermanentError(f"call {request.key} asks for model {request.model!r}, which the LLM service does not "
+                                        f"serve; add it to users.pool (served: {sorted(self.pool)})")
+        return backend
+
+    async def _ensure_started(self, backend: Backend) -> None:
         # Also reached after a Ray restart, which re-runs __init__ but not start().
-        if self._started:
+        if backend.name in self._started:
             return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if not self._started:
-                await self.backend.start()
-                self._started = True
+        lock = self._start_locks.setdefault(backend.name, asyncio.Lock())
+        async with lock:
+            if backend.name not in self._started:
+                await backend.start()
+                self._started.add(backend.name)
 
     @observe_user_calls
     async def respond(self, request: UserRequest) -> UserReply:
@@ -380,28 +444,30 @@ class UserService:
         t0 = time.perf_counter()
         self.counts["calls"] += 1
         request = with_persona(request, self.cfg.personas)
+        backend = self._backend_for(request)
         seed = call_seed(self.run_seed, request)
-        key = self._cache_key(request, seed)
+        key = self._cache_key(request, seed, backend)
         if key is not None and key in self._cache:
             self._cache.move_to_end(key)
             self.counts["cache_hits"] += 1
-            return UserReply(self._cache[key], latency_s=time.perf_counter() - t0, backend="cache")
-        await self._ensure_started()
+            text, model = self._cache[key]
+            return UserReply(text, latency_s=time.perf_counter() - t0, backend="cache", model=model)
+        await self._ensure_started(backend)
         async with self._slots:  # backpressure: callers beyond max_in_flight wait here, none is dropped
             self.counts["in_flight"] += 1
             self.counts["peak_in_flight"] = max(self.counts["peak_in_flight"], self.counts["in_flight"])
             try:
-                reply = await self._attempts(request, seed, t0)
+                reply = await self._attempts(request, seed, t0, backend)
             finally:
                 self.counts["in_flight"] -= 1
         if key is not None:
-            self._cache[key] = reply.text
+            self._cache[key] = (reply.text, reply.model)
             while len(self._cache) > self.cfg.cache_size:
                 self._cache.popitem(last=False)
         return reply
 
-    async def _attempts(self, request: UserRequest, seed: int, t0: float) -> UserReply:
-        cfg, backend = self.cfg, self.backend
+    async def _attempts(self, request: UserRequest, seed: int, t0: float, backend: Backend) -> UserReply:
+        cfg = self.cfg
         last = ""
         for attempt in range(1, cfg.retries + 2):
             self.counts["backend_calls"] += 1
@@ -416,7 +482,7 @@ class UserService:
                 last = backend.redact(f"{type(err).__name__}: {err}")
             else:
                 return UserReply(out.text, out.prompt_tokens, out.completion_tokens, time.perf_counter() - t0,
-                                 backend.name, attempt)
+                                 backend.name, attempt, model=request.model or self.model_name, estimated=out.estimated)
             if attempt <= cfg.retries:
                 self.counts["retries"] += 1
                 delay = cfg.backoff_s * 2 ** (attempt - 1)
@@ -427,9 +493,8 @@ class UserService:
         raise UserSimError(f"user backend {backend.name} failed {cfg.retries + 1} times on call {request.key}: {last}. "
                            f"Check the backend (endpoint up? model loaded?) or raise users.timeout_s / users.retries")
 
-    def _cache_key(self, request: UserRequest, seed: int) -> str | None:
+    def _cache_key(self, request: UserRequest, seed: int, backend: Backend) -> str | None:
         """Everything that determines the reply, or None when the reply is not reproducible (so not cached)."""
-        backend = self.backend
         if self.cfg.cache_size == 0 or not backend.cacheable:
             return None
         if backend.deterministic:  # a rule may read any field of the request
@@ -448,7 +513,9 @@ class UserService:
         return dict(self.counts, cache_size=len(self._cache))
 
     async def shutdown(self) -> None:
-        await self.backend.close()
+        for backend in (self.backend, *self.pool.values()):
+            if backend.name in self._started or backend is self.backend:
+                await backend.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import math
 import multiprocessing as mp
@@ -104,14 +103,9 @@ def build_learner(model_path: str, overrides: list[str], ds_defaults: tuple[str,
             return config
 
     cls = DefaultsLearner if ds_defaults else Learner
-    args = (str(model_path), cfg.learner, build_algorithm(cfg.algorithm), gradient_accumulation, cfg.trainer.seed)
-    # The rendezvous moved from __init__ to setup(master_addr, master_port); build either way.
-    if "master_port" in inspect.signature(Learner.__init__).parameters:
-        learner = cls(0, 1, free_port(), *args)
-        learner.setup()
-    else:
-        learner = cls(0, 1, *args)
-        learner.setup("127.0.0.1", free_port())
+    learner = cls(rank=0, world_size=1, model_path=str(model_path), cfg=cfg.learner, algorithm=build_algorithm(cfg.algorithm),
+                  gradient_accumulation=gradient_accumulation, seed=cfg.trainer.seed)
+    learner.setup("127.0.0.1", free_port())
     return learner
 
 

@@ -12,6 +12,12 @@ by the commands, never edited by hand. The text depends only on the JSON files (
 running it twice gives the same README, and a README that is up to date does not change. A benchmark without a
 result file gets "not run yet: `python -m bench.NAME`" in its block.
 
+Result files are committed (`.gitignore` keeps them; plots and run folders stay out), so that every number in the
+README can be re-derived from the repository. Tables measured before that rule, whose JSON was never kept, are not
+thrown away: a block without its result file that already holds a table keeps it, under a line that says it has
+no committed result file and how to regenerate it (`UNBACKED`). The headline is kept the same way while any of the
+benchmarks it quotes lacks its file. `--check` lists those blocks.
+
 `rltrain bench NAME|all` calls this once its benchmarks have run (after a failure, for those that finished);
 `rltrain bench all` also records its wall time per benchmark in bench/results/all.json (`--record-all`), which the
 headline block shows.
@@ -409,13 +415,44 @@ def load_results(results_dir: Path = RESULTS) -> dict[str, Result]:
     return out
 
 
+UNBACKED = "**No committed result file**"
+"""Opens the line above a table that was kept although its result file is missing (see the module docstring)."""
+
+
+class Unbacked(str):
+    """A block's text when result files it needs are missing: the block keeps a table it already holds, flagged;
+    without one it reads as this text."""
+
+    sources: tuple[str, ...]
+
+    def __new__(cls, text: str, sources: Iterable[str]) -> Unbacked:
+        obj = super().__new__(cls, text)
+        obj.sources = tuple(sources)
+        return obj
+
+    def keep(self, old_body: str) -> str:
+        """The block's new text, given what it holds now."""
+        old = old_body.strip()
+        if old.startswith(UNBACKED):  # flagged before: the table follows the flag's paragraph
+            old = old.partition("\n\n")[2].strip()
+        if "|---" not in old or old == self.strip():  # no table to keep (empty, "not run yet", hand-written), or
+            return str(self)  # the table is the one the present files give
+        files = ", ".join(f"`bench/results/{name}.json`" for name in self.sources)
+        commands = ", ".join(f"`rltrain bench {name}`" for name in self.sources)
+        return (f"{UNBACKED} for {files}: this block was kept from an earlier run whose result files were not, so its "
+                f"figures cannot be re-derived from the repository. Regenerate with {commands}, then commit the "
+                f"JSON.\n\n{old}")
+
+
 def render_blocks(results: dict[str, Result]) -> dict[str, str]:
-    """The generated text of every block, by block name."""
-    blocks = {"headline": render_headline(results)}
+    """The generated text of every block, by block name (an `Unbacked` text where result files are missing)."""
+    headline = render_headline(results)
+    missing = [name for name in _HEADLINE_ROWS if results.get(name) is None]
+    blocks = {"headline": Unbacked(headline, missing) if missing else headline}
     for name in BENCHMARKS:
         data = results.get(name)
         if data is None:
-            blocks[name] = not_run(name)
+            blocks[name] = Unbacked(not_run(name), [name])
         elif isinstance(data, Exception):
             blocks[name] = f"`bench/results/{name}.json` could not be read ({data}); rerun `python -m bench.{name}`."
         else:
@@ -446,7 +483,9 @@ def replace_blocks(text: str, blocks: dict[str, str]) -> tuple[str, list[str], l
         if name not in blocks:
             return match[0]
         seen.add(name)
-        body = f"\n\n{blocks[name].strip()}\n\n"  # blank lines: Markdown then reads tables after the comment lines
+        text = blocks[name]
+        text = text.keep(match["body"]) if isinstance(text, Unbacked) else text
+        body = f"\n\n{text.strip()}\n\n"  # blank lines: Markdown then reads tables after the comment lines
         if body != match["body"]:
             changed.append(name)
         return f"{match[1]}{body}{match[4]}"
@@ -466,6 +505,11 @@ def update_readme(readme: Path = README, results_dir: Path = RESULTS, check: boo
     if new != text and not check:
         readme.write_text(new)
     return changed, missing
+
+
+def unbacked_blocks(readme: Path = README) -> list[str]:
+    """The README's blocks that show figures without a committed result file."""
+    return [m["name"] for m in _BLOCK.finditer(readme.read_text()) if m["body"].strip().startswith(UNBACKED)]
 
 
 def record_all(total_s: float, per_benchmark_s: dict[str, float], results_dir: Path = RESULTS) -> Path:
@@ -500,6 +544,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in missing:
         print(f"bench.report: {args.readme} has no block for {name} (add <!-- results:{name} --> and "
               f"<!-- /results:{name} --> where its table belongs)", file=sys.stderr)
+    unbacked = unbacked_blocks(args.readme)
+    if unbacked:
+        print(f"{args.readme}: no committed result file behind {', '.join(unbacked)}: those figures cannot be re-derived "
+              f"until `rltrain bench NAME` runs again and its bench/results/NAME.json is committed")
     if args.check:
         print(f"{args.readme}: " + (f"out of date: {', '.join(changed)}" if changed else "up to date"))
         return 1 if changed else 0

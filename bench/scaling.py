@@ -48,8 +48,10 @@ def run_topology(name: str, points: list[tuple[int, int, int | None]], steps: in
     """Start the roles once, then measure each point; returns one row per point."""
     import ray
 
+    from rltrain.cluster import start_ray
     from rltrain.config import load_config
-    from rltrain.driver import Trainer, prepare, start_ray
+    from rltrain.driver import Trainer
+    from rltrain.preflight import prepare
 
     workers, rollout_threads, ranks, learner_threads = TOPOLOGIES[name]
     base = load_config(QUICKSTART, [
@@ -62,7 +64,7 @@ def run_topology(name: str, points: list[tuple[int, int, int | None]], steps: in
     rows: list[dict[str, Any]] = []
     memory = None
     try:
-        start_ray(base, temp)
+        start_ray(prep.requirements, temp)
         memory = common.RoleMemory()
         trainer = Trainer(prep, base.trainer.run_dir)
         try:

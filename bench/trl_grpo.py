@@ -131,7 +131,7 @@ def grpo_config_kwargs(cfg: Any, config: str = "fp32", steps: int | None = None)
     if grpo.dual_clip_c is not None and grpo.dual_clip_c <= 1 + grpo.clip_high:
         raise ValueError(f"algorithm.grpo.dual_clip_c={grpo.dual_clip_c} <= 1 + clip_high: TRL's delta would also cap "
                          "positive-advantage ratios, which rltrain's dual clip does not")
-    if grpo.trajectory_score != "reward" or learner.num_learners != 1 or learner.lora.r or cfg.env.max_turns != 1:
+    if grpo.trajectory_score != "reward" or learner.num_learners != 1 or learner.lora.r or cfg.env.max_turns not in (None, 1):
         raise ValueError("only single-turn, single-rank, full-weight runs scored by the reward map onto this benchmark")
     samples = trainer.samples_per_step
     if cfg.mini_batch_size != samples:

@@ -31,14 +31,33 @@ ScoreMethod = Literal["sum", "r2g"]
 CreditMethod = Literal["equalized", "r2g", "em"]
 
 
-def trajectory_score(turn_rewards: Sequence[float], method: ScoreMethod, gamma: float = 0.8) -> float:
-    """The trajectory score S (spec §1.7).
+def per_turn_rewards(turn_rewards: Sequence[float], num_turns: int | None = None) -> list[float]:
+    """One reward per assistant turn t = 1..T (spec §1.7): a turn with no call -- the final plain-text answer,
+    which the env never scored -- has reward 0 and still counts in T.
+
+    `turn_rewards` holds the env's reward of every turn that made a call; `num_turns` is T, the number of
+    assistant generations (`len(trajectory.turn_boundaries)`); None means every turn made a call.
+
+    >>> per_turn_rewards([1.0], num_turns=2)
+    [1.0, 0.0]
+    """
+    if num_turns is None:
+        return list(turn_rewards)
+    return (list(turn_rewards) + [0.0] * num_turns)[:num_turns]
+
+
+def trajectory_score(turn_rewards: Sequence[float], method: ScoreMethod, gamma: float = 0.8,
+                     num_turns: int | None = None) -> float:
+    """The trajectory score S (spec §1.7) over T = `num_turns` assistant turns (see `per_turn_rewards`).
 
     >>> trajectory_score([0.0, 1.0, 0.5], "sum")  # mean, not sum: (0 + 1 + 0.5) / 3
+    0.5
+    >>> trajectory_score([1.0], "sum", num_turns=2)  # a final plain-text answer is turn 2, reward 0
     0.5
     >>> trajectory_score([0.0, 1.0, 0.5], "r2g", gamma=0.8)  # 0 + 0.8 * 1 + 0.64 * 0.5
     1.12
     """
+    turn_rewards = per_turn_rewards(turn_rewards, num_turns)
     if method == "sum":
         return round(sum(turn_rewards) / len(turn_rewards), 4) if turn_rewards else 0.0
     if method == "r2g":

@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from rltrain.config.loader import ConfigError
-from rltrain.groups import RoleFailed
+from rltrain.config import RunConfig, to_dict
+from rltrain.errors import CallTimedOut, ConfigError, RoleFailed
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ def write_checkpoint(run_dir: Path, step: int, keep: int, write_parts: Callable[
         else:
             tmp.rename(final)
         _write_atomic(run_dir / LATEST, step_name(step) + "\n")
+    except CallTimedOut:  # a stall, not a failed write: the watchdog reports it (its stacks say where it hung)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     except (OSError, RoleFailed) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         previous = read_latest(run_dir)
@@ -242,12 +245,33 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], keys: Itera
                           "checkpoint's values, or start a new run without trainer.resume")
 
 
+def for_resume(cfg: RunConfig) -> Checkpoint | None:
+    """The checkpoint named by trainer.resume (None without it), checked against `cfg`: part of the pre-flight, so a
+    wrong resume fails before Ray starts (and in --dry-run)."""
+    if not cfg.trainer.resume:
+        return None
+    ckpt = load(cfg.trainer.resume)
+    check_compatible(ckpt.config, to_dict(cfg))
+    if cfg.trainer.steps <= ckpt.step:
+        raise ConfigError(f"trainer.steps={cfg.trainer.steps} but the checkpoint {ckpt.path} is already at step {ckpt.step}; "
+                          f"raise trainer.steps to train further (it counts from step 0, not from the checkpoint)")
+    return ckpt
+
+
+def _step_of(line: str) -> float:
+    """A JSONL line's step; infinity (dropped by the trim) for a blank or torn line: a driver killed mid-write."""
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError):
+        return float("inf")
+
+
 def trim_jsonl(path: Path, last_step: int) -> None:
     """Drop the lines of steps after `last_step` (a run that went on past its last checkpoint before it stopped),
     so a resumed run appends without duplicates. Rewritten atomically."""
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    kept = [line for line in lines if _step_of(line) <= last_step]
     if len(kept) != len(lines):
         _write_atomic(path, "".join(kept))

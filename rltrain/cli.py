@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
-from typing import TypeVar
+import time
+from pathlib import Path
 
-T = TypeVar("T")
+import yaml
+
+from rltrain import adapt, console, doctor, evaluation, export, jobs, report, serve, sft, watchdog
+from rltrain.config import RunConfig, describe, load_config, to_dict
+from rltrain.data import cli as data_cli
+from rltrain.guard import run_guarded
 
 EXAMPLES = """\
 examples:
@@ -20,7 +26,7 @@ examples:
   rltrain train my.yaml model.name=/path/to/hf_folder rollout.num_workers=2 learner.num_learners=2
       Your own model folder, two vLLM workers and two DeepSpeed ranks.
   rltrain train launch/configs/quickstart.yaml --dry-run
-      Validate and print the resolved config; start nothing.
+      The pre-flight checks of a real run, then print the resolved config; start nothing.
   rltrain train launch/configs/quickstart.yaml trainer.checkpoint_every=10 ... then --resume runs/quickstart
       Checkpoint every 10 steps; continue an interrupted run from its latest checkpoint.
   rltrain export runs/quickstart out/quickstart-hf --dtype bf16
@@ -29,6 +35,11 @@ examples:
       A policy on the test split, greedy, with UserRL per-gym scores.
   rltrain train --help-config
       Every config key with its default and meaning.
+  rltrain stacks runs/quickstart
+      The Python stacks of every role of a running run (py-spy), e.g. when it seems stuck.
+
+exit codes: 0 done, 1 a role failed, 2 config error, 3 stalled (stacks in <run>/stall/), 130 Ctrl-C,
+143 stopped by SIGTERM after writing a checkpoint (continue with --resume).
 
 outputs go to <trainer.output_dir>/<trainer.name>/: config.yaml, metrics.jsonl, trajectories.jsonl, tb/,
 eval_before.jsonl, eval_after.jsonl, summary.json, step_<N>/ + latest (checkpoints) and final/ (a verified HF folder).
@@ -45,22 +56,29 @@ def _parser() -> argparse.ArgumentParser:
                            description="Validate the config, start a Ray cluster (or join ray.address), train, evaluate.")
     train.add_argument("config", nargs="?", help="YAML config, e.g. launch/configs/quickstart.yaml")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. learner.lr=1e-6")
-    train.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, then exit")
+    train.add_argument("--dry-run", action="store_true", help="run the pre-flight checks of a real run (names, model and "
+                       "tokenizer, users, context length, resume) and print the resolved config; start nothing")
     train.add_argument("--help-config", action="store_true", help="list every config key with its default and meaning")
     train.add_argument("--resume", metavar="RUN", help="continue runs/<name> (its latest checkpoint) or a step_<N> folder; "
                                                        "the same as trainer.resume=RUN")
+    train.add_argument("--verbose", action="store_true", help="also print every actor's own output (vLLM, DeepSpeed, Ray); "
+                       "by default it goes to runs/<name>/logs/<role>.log")
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (prints a table, writes bench/results/)",
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
                            description="Run `python -m bench.NAME ARGS` from the source checkout; `all` runs every "
                                        "benchmark in turn. Run on an otherwise idle machine: they measure speed.")
     bench.add_argument("name", choices=[*BENCHMARKS, "all", "report"], help="which benchmark")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark (see its --help)")
-    from rltrain import doctor, evaluation, export, jobs
-
     evaluation.add_command(sub)
     export.add_command(sub)
     doctor.add_command(sub)
     jobs.add_commands(sub)
+    watchdog.add_command(sub)
+    report.add_command(sub)
+    sft.add_command(sub)
+    data_cli.add_command(sub)
+    serve.add_command(sub)
+    adapt.add_command(sub)
     return parser
 
 
@@ -78,11 +96,6 @@ examples:
 
 
 def _bench(name: str, args: list[str]) -> int:
-    import json
-    import subprocess
-    import time
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     if not (root / "bench" / "__init__.py").exists():
         print(f"rltrain bench: the benchmarks live in the source checkout's bench/ folder, not found under {root}; "
@@ -117,8 +130,6 @@ def _bench(name: str, args: list[str]) -> int:
 
 
 def _print_config_help() -> None:
-    from rltrain.config import RunConfig, describe
-
     for key, default, doc in describe(RunConfig):
         print(f"{key} = {default}")
         if doc:
@@ -149,44 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config:
         print("rltrain train: give a config file, e.g. rltrain train launch/configs/quickstart.yaml", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s driver %(levelname)s %(name)s: %(message)s")
-    import yaml
-
-    from rltrain.config import load_config, to_dict
+    console.setup_driver(verbose=args.verbose)
 
     def job() -> dict:
         cfg = load_config(args.config, [*args.overrides, *([f"trainer.resume={args.resume}"] if args.resume else [])])
-        if args.dry_run:
+        if args.dry_run:  # the pre-flight of a real run (names, model, users, context, resume), then stop
+            from rltrain.checkpoint import for_resume
+            from rltrain.preflight import prepare  # torch, transformers: loaded only when a command needs them
+
+            prepare(cfg)
+            for_resume(cfg)
             return to_dict(cfg)
-        from rltrain.driver import train
+        from rltrain.driver import train  # Ray and every actor: loaded only when a run starts
 
         return train(cfg)
 
     code, summary = run_guarded(job, "run")
     if code == 0:
-        print(yaml.safe_dump(summary, sort_keys=False))
+        print(yaml.safe_dump(summary, sort_keys=False) if args.dry_run else console.format_summary(summary))
     return code
-
-
-def run_guarded(job: Callable[[], T], what: str) -> tuple[int, T | None]:
-    """Run a job; the failures a user acts on become one line on stderr and an exit code (2 config, 1 role, 130)."""
-    from rltrain.config import ConfigError
-    from rltrain.groups import RoleFailed
-    from rltrain.interrupt import bounded_interrupt
-    from rltrain.models import ModelNotFoundError
-
-    try:
-        with bounded_interrupt():
-            return 0, job()
-    except (ConfigError, ModelNotFoundError) as err:
-        print(f"rltrain: config error: {err}", file=sys.stderr)
-        return 2, None
-    except RoleFailed as err:
-        print(f"rltrain: {what} stopped: {err}", file=sys.stderr)
-        return 1, None
-    except KeyboardInterrupt:
-        print("rltrain: interrupted; all actors were stopped", file=sys.stderr)
-        return 130, None
 
 
 if __name__ == "__main__":

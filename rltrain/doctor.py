@@ -26,8 +26,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from rltrain.algorithms import build_algorithm
 from rltrain.config import ConfigError, RunConfig, load_config
+from rltrain.models import EMBEDDED_MODEL, ModelNotFoundError, default_cache_dir, resolve_model
 from rltrain.placement import Node
+from rltrain.preflight import Requirements, check_bounds, check_names, prepare, requirements
 
 GIB = 1024**3
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -130,8 +133,6 @@ def check_config(config: str | None, overrides: list[str]) -> tuple[RunConfig | 
 
 def locate_model(cfg: RunConfig) -> tuple[Path | None, Check]:
     """The model's local folder without downloading or converting anything, when there is one."""
-    from rltrain.models import EMBEDDED_MODEL, ModelNotFoundError, default_cache_dir, resolve_model
-
     name = cfg.model.name
     if name == EMBEDDED_MODEL:
         folder = (Path(cfg.model.cache_dir) if cfg.model.cache_dir else default_cache_dir()) / EMBEDDED_MODEL
@@ -170,21 +171,28 @@ def _locate_hub_model(repo_id: str) -> tuple[Path | None, Check]:
     return folder, Check("model", OK, f"hub id {repo_id} is reachable; the run downloads its weights once")
 
 
-def check_setup(cfg: RunConfig, model_folder: Path | None) -> Check:
-    """env, reward, algorithm and engine names through the driver's own `prepare` (no download: local model only)."""
-    from rltrain.driver import prepare
-    from rltrain.models import ModelNotFoundError
-
-    if model_folder is None or not any(model_folder.glob("*.safetensors")):
-        return Check("names", WARN, "env/reward/algorithm names not checked: the driver's prepare() needs the model's "
-                     "weights locally and doctor does not download them", "they are checked when the run starts")
-    local = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=str(model_folder)))
+def check_setup(cfg: RunConfig, model_folder: Path | None) -> tuple[list[Check], Requirements]:
+    """The run's own pre-flight (`rltrain.preflight.prepare`: names, users, tokenizer, context length) where the
+    model is local; the name checks alone where it is not (doctor downloads nothing). Also returns what the roles
+    reserve, for the placement and resource checks."""
     try:
-        prep = prepare(local)
+        if model_folder is not None and any(model_folder.glob("*.safetensors")):
+            prep = prepare(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name=str(model_folder))))
+            return [Check("names", OK, _names(cfg, prep.reward_fn)),
+                    Check("context", OK, f"opening prompts + rollout.max_new_tokens={cfg.rollout.max_new_tokens} fit "
+                          f"model.max_model_len={cfg.model.max_model_len}")], prep.requirements
+        names = check_names(cfg)
+        check_bounds(cfg, names.needs_users)
     except (ConfigError, ModelNotFoundError) as err:
-        return Check("names", FAIL, *_split_fix(str(err)))
-    return Check("names", OK, f"env {cfg.env.name}, reward {prep.reward_fn}, algorithm {cfg.algorithm.name}, "
-                 f"engine {cfg.rollout.engine}")
+        return [Check("names", FAIL, *_split_fix(str(err)))], requirements(cfg)
+    return [Check("names", OK, _names(cfg, names.reward_fn)),
+            Check("context", WARN, "prompt length against model.max_model_len not checked: the model is not here",
+                  "it is checked when the run starts (rltrain train --dry-run checks it too)")], \
+        requirements(cfg, names.needs_users)
+
+
+def _names(cfg: RunConfig, reward_fn: str) -> str:
+    return f"env {cfg.env.name}, reward {reward_fn}, algorithm {cfg.algorithm.name}, engine {cfg.rollout.engine}"
 
 
 # --- cluster and resources ------------------------------------------------------------------------------------
@@ -225,14 +233,11 @@ def _total_ram() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def local_cluster(cfg: RunConfig) -> Cluster:
+def local_cluster(cfg: RunConfig, needs: Requirements | None = None) -> Cluster:
     """What `rltrain train` would start here: start_ray's CPU count (logical), this machine's GPUs and RAM."""
-    from rltrain.driver import required_cpus
-
     cores = os.cpu_count() or 1
     gpus, gpu_mem = local_gpus()
-    # the same sizing as rltrain.driver.start_ray for a private cluster
-    cpus = cfg.ray.num_cpus or max(int(required_cpus(cfg) + 0.999), cores)
+    cpus = (needs or requirements(cfg)).local_cpus()  # the sizing of rltrain.cluster.start_ray for a private cluster
     ram = _total_ram()
     return Cluster("this machine", float(cpus), float(gpus), cores, ram, ram, gpu_mem,
                    (Node("local", "127.0.0.1", {"CPU": float(cpus), "GPU": float(gpus)}),))
@@ -265,25 +270,22 @@ def remote_cluster(address: str, timeout_s: float = 60) -> Cluster:
                    nodes)
 
 
-def check_placement(cfg: RunConfig) -> Check:
+def check_placement(cfg: RunConfig, needs: Requirements | None = None) -> Check:
     """The placement plan: each group's bundles and strategy (whether it fits is the resources check)."""
-    from rltrain.driver import placement_plan
-
-    return Check("placement", OK, placement_plan(cfg).describe())
+    return Check("placement", OK, (needs or requirements(cfg)).plan.describe())
 
 
-def check_resources(cfg: RunConfig, cluster: Cluster) -> list[Check]:
-    """The driver's own resource check against the cluster, plus CPU oversubscription of a local run."""
-    from rltrain.driver import check_resources as driver_check
-    from rltrain.driver import required_cpus
-
-    needed = required_cpus(cfg)
+def check_resources(cfg: RunConfig, cluster: Cluster, needs: Requirements | None = None) -> list[Check]:
+    """The run's own resource check (`Requirements.check`) against the cluster, plus CPU oversubscription of a
+    local run."""
+    needs = needs or requirements(cfg)
+    needed = needs.cpus
     available: dict[str, float] = {}
     for node in cluster.nodes:  # custom resources (placement pins) come only with the nodes
         for name, amount in node.resources.items():
             available[name] = available.get(name, 0.0) + amount
     try:
-        driver_check(cfg, {**available, "CPU": cluster.cpus, "GPU": cluster.gpus}, cluster.nodes)
+        needs.check({**available, "CPU": cluster.cpus, "GPU": cluster.gpus}, cluster.nodes)
         checks = [Check("resources", OK, f"roles need {needed:g} CPUs; {cluster.where} offers {cluster.cpus:g} "
                         f"(logical) CPUs and {cluster.gpus:g} GPUs")]
     except ConfigError as err:
@@ -491,23 +493,22 @@ def _memory_fix(cfg: RunConfig) -> str:
 def run_doctor(config: str | None, overrides: list[str] | tuple[str, ...] = (), *,
                version_of: Callable[[str], str | None] = installed_version, cluster: Cluster | None = None) -> list[Check]:
     """Every check, in order; later checks are skipped when the config does not load."""
-    from rltrain.algorithms import build_algorithm
-
     checks = check_packages(version_of)
     cfg, loaded = check_config(config, list(overrides))
     checks.append(loaded)
     if cfg is None:
         return checks
     folder, model = locate_model(cfg)
-    checks += [model, check_setup(cfg, folder)]
+    setup, needs = check_setup(cfg, folder)
+    checks += [model, *setup]
     if cluster is None:
         try:
-            cluster = remote_cluster(cfg.ray.address) if cfg.ray.address else local_cluster(cfg)
+            cluster = remote_cluster(cfg.ray.address) if cfg.ray.address else local_cluster(cfg, needs)
         except ConnectionError as err:
             checks.append(Check("cluster", FAIL, str(err), "start the cluster (ray start --head / ray up clusters/aws.yaml) "
                                 "or run doctor on a node of it; unset ray.address to check a local run"))
             return checks
-    checks += [check_placement(cfg), *check_resources(cfg, cluster)]
+    checks += [check_placement(cfg, needs), *check_resources(cfg, cluster, needs)]
     if folder is None:
         checks.append(Check("memory", WARN, "no model config.json here; memory not estimated", "make the model available locally"))
         return checks

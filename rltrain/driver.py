@@ -5,174 +5,55 @@ It holds no model weights and moves no large tensors itself beyond the step's pa
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-import os
 import shlex
+import signal
+import threading
 import time
-from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import ray
 import yaml
+from tqdm import tqdm
 
-from rltrain.algorithms import Algorithm, build_algorithm
+from actors.ledger import start_ledger
+from rewards.crm import crm_metrics
+from rewards.router import routing_metrics
+from rewards.toolcall import spectool_metrics
+from rewards.userrl_metrics import userbench_metrics, userrl_scores
+from rltrain import checkpoint, console
 from rltrain.batching import fill_to
+from rltrain.checkpoint import Checkpoint
+from rltrain.cluster import dump_stacks, start_ray
 from rltrain.config import RunConfig, to_dict
-from rltrain.config.loader import ConfigError
-from rltrain.envs import ENVIRONMENTS, TextEnv, make_env
-from rltrain.models import resolve_model
-from rltrain.placement import ACCOUNTANT_CPUS, Node, PlacementPlan, plan_placement
+from rltrain.errors import BudgetReached, CallTimedOut, ConfigError, Preempted, RoleFailed
+from rltrain.export import write_model_card
+from rltrain.groups import (
+    LearnerGroup,
+    Location,
+    Placement,
+    RewardGroup,
+    RolloutGroup,
+    Submitted,
+    UserGroup,
+    dead_actors,
+    get,
+    shutdown_actors,
+    targets,
+)
+from rltrain.preflight import Preflight, prepare
+from rltrain.report import write_report
 from rltrain.telemetry import MetricsLog as MetricsLog  # re-exported: it used to live here
-from rltrain.telemetry import Telemetry, check_loggers
+from rltrain.telemetry import Telemetry
+from rltrain.tools.metrics import tool_call_metrics
 from rltrain.types import Trajectory
 from rltrain.users import user_metrics
-
-if TYPE_CHECKING:  # rltrain.checkpoint imports Ray (through rltrain.groups); the driver imports it when training
-    from rltrain.checkpoint import Checkpoint
-    from rltrain.groups import RoleFailed, Submitted
+from rltrain.watchdog import Watchdog
 
 logger = logging.getLogger("rltrain.driver")
-
-
-@dataclass
-class Prepared:
-    """Everything checked and resolved before Ray starts."""
-
-    cfg: RunConfig
-    model_path: str
-    env: TextEnv
-    algorithm: Algorithm
-    reward_fn: str
-    user_model_path: str | None = None
-    """The simulated user's local model folder (users.backend=vllm), resolved like the policy's."""
-
-
-def prepare(cfg: RunConfig) -> Prepared:
-    """Check names and resolve the model before any actor starts; raise ConfigError/ModelNotFoundError."""
-    from rewards import REWARD_FNS
-
-    if cfg.env.name not in ENVIRONMENTS:
-        raise ConfigError(f"env.name={cfg.env.name!r} is not registered; choose one of: {', '.join(ENVIRONMENTS)}")
-    try:
-        algorithm = build_algorithm(cfg.algorithm)
-    except (KeyError, AttributeError) as err:
-        raise ConfigError(f"algorithm.name={cfg.algorithm.name!r}: {err}") from err
-    env = make_env(cfg.env.name, cfg.env.kwargs)
-    reward_fn = cfg.reward.fn or env.reward_fn
-    if reward_fn is None or reward_fn not in REWARD_FNS:
-        raise ConfigError(f"reward.fn={reward_fn!r} is not a registered reward function; choose one of: {', '.join(REWARD_FNS)}")
-    try:
-        inspect.signature(REWARD_FNS.get(reward_fn)).bind(None, **cfg.reward.kwargs)
-    except TypeError as err:
-        raise ConfigError(f"reward.kwargs do not fit reward function {reward_fn!r} ({err}); its signature is "
-                          f"{inspect.signature(REWARD_FNS.get(reward_fn))}") from err
-    if cfg.rollout.engine == "vllm":
-        from rltrain.engines import vllm_available
-
-        if not vllm_available():
-            raise ConfigError("rollout.engine=vllm but vLLM is not installed; pip install -e '.[cpu]' or set rollout.engine=transformers")
-    check_loggers(cfg)
-    model_path = str(resolve_model(cfg.model.name, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
-    return Prepared(cfg, model_path, env, algorithm, reward_fn, _prepare_users(cfg))
-
-
-def users_needed(cfg: RunConfig) -> bool:
-    """Whether the run starts simulated-user actors: only for environments that declare `needs_user`."""
-    if cfg.env.name not in ENVIRONMENTS:
-        return False
-    try:  # the instance decides: a mix of gyms, or SearchGym judging by exact match, may need no user
-        return bool(make_env(cfg.env.name, cfg.env.kwargs).needs_user)
-    except ConfigError:
-        return bool(ENVIRONMENTS.get(cfg.env.name).needs_user)
-
-
-def _prepare_users(cfg: RunConfig) -> str | None:
-    """Check the users section against the environment; returns the user model's folder for the vllm backend."""
-    uc = cfg.users
-    if not users_needed(cfg):
-        return None
-    if uc.num_actors == 0:
-        raise ConfigError(f"env.name={cfg.env.name!r} needs a simulated user but users.num_actors=0; set users.num_actors=1 "
-                          f"(or more) and users.backend (rules, vllm or openai)")
-    if uc.replay_from:
-        if not Path(uc.replay_from).is_file():
-            raise ConfigError(f"users.replay_from={uc.replay_from!r} does not exist; point it at a run's trajectories.jsonl "
-                              f"or set users.replay_from=null")
-        return None
-    if uc.backend == "openai":
-        if not (uc.base_url or os.environ.get("OPENAI_BASE_URL")):
-            raise ConfigError("users.backend=openai needs an endpoint: set users.base_url (e.g. http://127.0.0.1:8000/v1) "
-                              "or the OPENAI_BASE_URL environment variable")
-        # A local cluster's actors inherit this process's environment; on a joined cluster the nodes' own counts.
-        if not cfg.ray.address and not os.environ.get(uc.api_key_env):
-            raise ConfigError(f"users.backend=openai reads its API key from the environment variable {uc.api_key_env}, "
-                              f"which is not set; export it (or name another variable with users.api_key_env)")
-    if uc.backend == "vllm":
-        from rltrain.engines import vllm_available
-        from rltrain.models import EMBEDDED_MODEL
-
-        if uc.engine == "vllm" and not vllm_available():
-            raise ConfigError("users.engine=vllm but vLLM is not installed; set users.engine=transformers")
-        return str(resolve_model(uc.model or EMBEDDED_MODEL, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
-    return None
-
-
-def placement_plan(cfg: RunConfig) -> PlacementPlan:
-    """The placement groups this run reserves (`rltrain.placement`), users included only where the env needs them."""
-    return plan_placement(cfg, with_users=users_needed(cfg))
-
-
-def required_cpus(cfg: RunConfig) -> float:
-    return placement_plan(cfg).totals().get("CPU", 0.0) + ACCOUNTANT_CPUS
-
-
-def start_ray(cfg: RunConfig, temp_dir: str | None = None) -> None:
-    """Join `ray.address`, or start a private local cluster sized for every role; then check resources."""
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, localhost-only cluster; real clusters set token auth
-    if cfg.ray.address:
-        if cfg.ray.metrics_export_port is not None:
-            logger.warning("ray.metrics_export_port applies to a local cluster; %s exports metrics on the port its "
-                           "nodes were started with (ray start --metrics-export-port)", cfg.ray.address)
-        ray.init(address=cfg.ray.address, log_to_driver=True)
-    else:
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus or max(int(required_cpus(cfg) + 0.999), os.cpu_count() or 1),
-                 include_dashboard=cfg.ray.dashboard, dashboard_host=cfg.ray.dashboard_host, _temp_dir=temp_dir,
-                 _metrics_export_port=cfg.ray.metrics_export_port, log_to_driver=True)
-    check_resources(cfg, ray.cluster_resources(), alive_nodes())
-
-
-def alive_nodes() -> list[Node]:
-    """The cluster's alive nodes, as the placement check reads them (needs a connected Ray)."""
-    import ray
-
-    return [Node(n["NodeID"], n["NodeManagerAddress"], n.get("Resources", {}), n.get("Labels") or {})
-            for n in ray.nodes() if n.get("Alive")]
-
-
-def check_resources(cfg: RunConfig, available: dict[str, float], nodes: Sequence[Node] = ()) -> None:
-    """Compare what the roles request with the cluster (totals; with `nodes`, also whether each placement group
-    fits them); raise ConfigError naming the keys to change."""
-    cpus, have_cpus = required_cpus(cfg), available.get("CPU", 0.0)
-    if cpus > have_cpus:
-        users = " + users.num_actors x users.num_cpus" if users_needed(cfg) else ""
-        raise ConfigError(f"the roles need {cpus:g} CPUs (rollout.num_workers x rollout.num_cpus + learner.num_learners x "
-                          f"learner.num_cpus{users} + 0.5 for the accountant) but the cluster has {have_cpus:g}; lower those "
-                          f"keys or set ray.num_cpus (Ray's CPU count is logical)")
-    plan = placement_plan(cfg)
-    gpus = plan.totals().get("GPU", 0.0)
-    if gpus > available.get("GPU", 0.0):
-        raise ConfigError(f"the roles need {gpus:g} GPUs but the cluster has {available.get('GPU', 0.0):g}; set "
-                          f"rollout.num_gpus=0, learner.num_gpus=0 and users.num_gpus=0 to run on CPU, or join a GPU cluster "
-                          f"with ray.address")
-    plan.check_custom(available)
-    if nodes:
-        plan.check_nodes(nodes)
 
 
 def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, float]:
@@ -190,28 +71,34 @@ def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str,
     return out
 
 
+def tool_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
+    """Tool-call parsing and execution (`tools/*`) and SpecTool's error patterns (`spectool/*`, spec §6.3)."""
+    return {**tool_call_metrics(trajectories), **spectool_metrics(trajectories)}
+
+
 class Trainer:
     """Owns the actor groups for one run and executes the loop."""
 
-    def __init__(self, prep: Prepared, run_dir: Path, learn: bool = True) -> None:
-        """Start every role; `learn=False` starts no learners (evaluation only)."""
-        from rltrain.groups import LearnerGroup, Placement, RolloutGroup, UserGroup, make_accountant, shutdown_actors
-
+    def __init__(self, prep: Preflight, run_dir: Path, learn: bool = True, watchdog: Watchdog | None = None) -> None:
+        """Start every role; `learn=False` starts no learners (evaluation only). `watchdog`: the run's (it learns
+        where each role runs here); default one of its own."""
         cfg = self.cfg = prep.cfg
         self.prep, self.run_dir = prep, run_dir
+        self.watchdog = watchdog or Watchdog(run_dir, dump_stacks, cfg.watchdog.dump_stacks)
         tag = cfg.trainer.name
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(prep.model_path)
+        self.tokenizer = prep.tokenizer
         self._stack = ExitStack()
         try:  # a role that fails to start must not leave the ones before it running
             logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
-            self.accountant = make_accountant(cfg, prep.reward_fn, tag)
-            self._stack.callback(shutdown_actors, [self.accountant], None)
-            placement = Placement(cfg, tag, self._stack, users_needed(cfg))  # one for all roles: colocated ones share groups
+            self.rewards = RewardGroup(cfg, prep.reward_fn, tag, self._stack)
+            # every model call of every role (policy, users, judges, pool) is priced and totalled here (docs/costs.md)
+            self.ledger = start_ledger(cfg.costs, tag, str(run_dir), Path(prep.model_path).name)
+            self._stack.callback(shutdown_actors, [self.ledger], None)
+            self.budget_reached: str | None = None
+            placement = Placement(cfg, tag, self._stack, prep.needs_users)  # one for all roles: colocated ones share groups
             logger.info("Placement plan: %s", placement.plan.describe())
             self.users = None
-            if users_needed(cfg):  # before the rollout workers, which get the user actors' handles
+            if prep.needs_users:  # before the rollout workers, which get the user actors' handles
                 uc = cfg.users
                 logger.info("Starting %d simulated-user actor(s) (backend=%s%s)", uc.num_actors,
                             "replay" if uc.replay_from else uc.backend, f", model {uc.model}" if uc.model else "")
@@ -225,13 +112,23 @@ class Trainer:
         except BaseException:
             self._stack.close()
             raise
-        self.locations = [*(self.users.locations if self.users else []), *self.rollouts.locations,
-                          *(self.learners.locations if learn else [])]
+        self.learn = learn
         logger.info("placement (%s): %s", cfg.placement.mode, "; ".join(map(str, self.locations)))
+        self._track()
         self.version = 0
         self._next: list[Trajectory] | None = None  # the next step's episodes, played during this step's update (async)
         self.current_step = 0
         self.lengths: tuple[int, int] | None = None  # (min, max) tokens per turn; benchmarks fix the response length
+
+    @property
+    def locations(self) -> list[Location]:
+        """Where each role's actors run now (a restarted actor may have moved)."""
+        return [*(self.users.locations if self.users else []), *self.rollouts.locations,
+                *(self.learners.locations if self.learn else [])]
+
+    def _track(self) -> None:
+        """Tell the watchdog where every role's process is (again after a restart: a new process)."""
+        self.watchdog.track(targets([self.rewards.location, *self.locations]))
 
     def close(self) -> None:
         self._stack.close()
@@ -240,9 +137,8 @@ class Trainer:
         """Write `<run>/step_<step>/` (learners' DeepSpeed state, driver state, RNG, config); returns seconds.
 
         The asynchronous trainer's pending rollout is not saved: a resumed run submits it again."""
-        from rltrain import checkpoint
-
         t0 = time.perf_counter()
+        self.watchdog.enter("checkpoint", ["learner"])
 
         def write(folder: Path) -> None:
             self.learners.save_checkpoint(str(folder))
@@ -257,32 +153,52 @@ class Trainer:
     def restore(self, ckpt: Checkpoint) -> float:
         """Load a `checkpoint.Checkpoint` into learners and driver, then sync the rollout workers to its weights
         (they started from the base model); returns seconds."""
-        from rltrain.checkpoint import set_rng_state
-
         t0 = time.perf_counter()
+        self.watchdog.enter("resume", ["learner", "rollout"])
         self.learners.load_checkpoint(str(ckpt.path))
         self.version = ckpt.version
-        set_rng_state(ckpt.driver_rng)
+        checkpoint.set_rng_state(ckpt.driver_rng)
         self.rollouts.load_weights(self.learners.export_weights(self.version, self.cfg.rollout.dtype), self.version)
         seconds = time.perf_counter() - t0
         logger.info("restored %s (step %d, weight version %d) in %.1fs", ckpt.path, ckpt.step, ckpt.version, seconds)
         return seconds
 
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
-        from rltrain.groups import get
+        self.watchdog.enter("reward", [RewardGroup.ROLE])
+        restarts = self.rewards.restarts
+        scored = self.rewards.score(trajectories)
+        if self.rewards.restarts != restarts:  # a new process: the stack dumps must find it
+            self._track()
+        return scored
 
-        return get(self.accountant.score.remote(trajectories), "reward accountant", self.cfg.reward.timeout_s * 4 + 60)
+    def meter(self, trajectories: list[Trajectory], step: int) -> dict[str, float]:
+        """Record the step's model calls in the cost ledger; returns its `costs/*` metrics. A budget that is reached
+        sets `budget_reached` (its message): the loop then checkpoints and stops cleanly."""
+        bound = self.cfg.watchdog.reward_s
+        get(self.ledger.add_trajectories.remote(trajectories, step), "cost ledger", bound, ["ledger"])
+        metrics = get(self.ledger.metrics.remote(step), "cost ledger", bound, ["ledger"])
+        exceeded = get(self.ledger.check_budget.remote(step), "cost ledger", bound, ["ledger"])
+        if exceeded is not None:
+            self.budget_reached = exceeded["message"]
+        return {**metrics, **routing_metrics(trajectories)}
 
     def evaluate(self, tasks: list, tag: str) -> dict[str, float]:
         """Greedy episodes on held-out tasks, scored like training episodes."""
         if not tasks:
             return {}
         t0 = time.perf_counter()
-        trajectories = self.score(self.rollouts.rollout(tasks, n=1, greedy=True))
+        self.watchdog.enter(f"eval_{tag}", ["rollout"])
+        rc = self.cfg.rollout
+        played: list[Trajectory] = []
+        for chunk in console.chunks(tasks, rc.num_workers * rc.max_concurrent_episodes, desc=f"eval {tag}"):
+            played += self.rollouts.rollout(chunk, n=1, greedy=True)  # group ids restart per chunk; eval ignores them
+        trajectories = self.score(played)
         metrics = trajectory_metrics(trajectories, f"eval_{tag}")
+        metrics.update({f"eval_{tag}/{k}": v for k, v in tool_metrics(trajectories).items()})
+        if self.prep.reward_fn == "crm":  # per skill and task type, single vs multi-turn, confidentiality (docs/crm.md)
+            metrics.update({f"eval_{tag}/crm/{k}": v for k, v in crm_metrics(trajectories).items()})
+        metrics.update({f"eval_{tag}/{k}": v for k, v in routing_metrics(trajectories).items()})
         if self.prep.env.protocol == "interact":  # UserRL gyms: the per-gym score (spec §1.10) and UserBench's (§2.4)
-            from rewards.userrl_metrics import userbench_metrics, userrl_scores
-
             metrics.update({f"eval_{tag}/score/{k}": v for k, v in userrl_scores(trajectories).items()})
             metrics.update({f"eval_{tag}/userbench/{k}": v for k, v in userbench_metrics(trajectories).items()})
         metrics[f"eval_{tag}/seconds"] = time.perf_counter() - t0
@@ -306,17 +222,17 @@ class Trainer:
         cfg = self.cfg
         self.current_step = step
         t0 = time.perf_counter()
+        self.watchdog.enter("rollout", ["rollout"])
         trajectories = self._next if self._next is not None else self.rollouts.collect(self._submit(step))
         self._next = None
         t1 = time.perf_counter()
         trajectories = self.score(trajectories)
+        cost_metrics = self.meter(trajectories, step)
         t2 = time.perf_counter()
         with (self.run_dir / "trajectories.jsonl").open("a") as f:
             f.writelines(json.dumps({"step": step, **json.loads(t.to_json())}) + "\n" for t in trajectories)
         scored = [t for t in trajectories if not t.failed and not t.context_drift]
         if not scored:
-            from rltrain.groups import RoleFailed
-
             failed = [t for t in trajectories if t.failed]
             raise RoleFailed(f"step {step}: no trajectory can be trained on: {len(failed)} failed"
                              f"{f' (first: {failed[0].failure})' if failed else ''}, {len(trajectories) - len(failed)} with "
@@ -324,12 +240,15 @@ class Trainer:
         batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.tokenizer)
         batch = fill_to(batch, cfg.trainer.samples_per_step)
         pending = self._submit(step + 1) if cfg.trainer.async_rollout and step < cfg.trainer.steps else None
+        self.watchdog.enter("update", ["learner"])
         learner_metrics = self.learners.update(batch, stale=cfg.trainer.async_rollout)
         t3 = time.perf_counter()
         if pending is not None:  # before the sync; a worker lost meanwhile replays its episodes with the same weights
+            self.watchdog.enter("rollout_wait", ["rollout"])
             self._next = self.rollouts.collect(pending)
         t4 = time.perf_counter()
         self.version += 1
+        self.watchdog.enter("sync", ["learner", "rollout"])
         payload = self.learners.export_weights(self.version, cfg.rollout.dtype)
         load_s = self.rollouts.load_weights(payload, self.version)
         t5 = time.perf_counter()
@@ -343,6 +262,7 @@ class Trainer:
             "rollout/token_drift_rate": sum(t.token_drift is not None for t in trajectories) / n,
             "rollout/context_drift_dropped": float(sum(t.context_drift for t in trajectories)),
             **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics, **user_metrics(trajectories),
+            **tool_metrics(trajectories), **cost_metrics,
             "rollout/response_len": generated / n,
             "rollout/tokens": float(generated),
             "weights/version": float(self.version),
@@ -352,7 +272,10 @@ class Trainer:
             "time/sync_s": t5 - t4, "time/export_s": payload.export_s, "time/load_s": load_s, "time/step_s": t5 - t0,
             "weights/remote_workers": float(self.rollouts.remote_from(payload.node_id) if payload.blob is not None else 0),
         }
-        metrics.update(self.rollouts.take_recovery_metrics())
+        recovery = self.rollouts.take_recovery_metrics()
+        if recovery["rollout/restarts"]:  # restarted workers run in new processes: the stack dumps must find them
+            self._track()
+        metrics.update(recovery)
         if not cfg.trainer.async_rollout:  # an overlapped rollout has no wall time of its own to divide by
             metrics["rollout/tokens_per_s"] = generated / (t1 - t0)
         return metrics
@@ -360,8 +283,6 @@ class Trainer:
     def learner_failure(self) -> RoleFailed | None:
         """After a failed call: the error to report when learner ranks are dead (which, why, how to resume); None
         when every rank is alive (the failure was elsewhere). Ranks do not restart: the ZeRO state spans them all."""
-        from rltrain.groups import RoleFailed, dead_actors
-
         learners = getattr(self, "learners", None)
         dead = dead_actors(learners.ranks) if learners is not None else {}
         if not dead:
@@ -374,15 +295,12 @@ class Trainer:
 
 def resume_hint(cfg: RunConfig) -> str:
     """Where a stopped run can continue from, and the command that does it."""
-    from rltrain import checkpoint
-
     run_dir = cfg.trainer.run_dir
     latest = checkpoint.read_latest(run_dir) if run_dir.is_dir() else None
     source = run_dir if latest else cfg.trainer.resume  # no checkpoint of its own yet: where this run resumed from
     if source:
         ckpt = run_dir / latest if latest else checkpoint.resolve(source)
-        command = shlex.join(["rltrain", "train", str(run_dir / "config.yaml"), "--resume", str(source)])
-        return f"The last complete checkpoint is {ckpt}; continue from it with: {command}"
+        return f"The last complete checkpoint is {ckpt}; continue from it with: {resume_command(cfg)}"
     if not cfg.trainer.checkpoint_every:
         return ("No checkpoint exists (trainer.checkpoint_every=0), so a new run starts from step 0; set "
                 "trainer.checkpoint_every=N to make a run resumable")
@@ -390,18 +308,46 @@ def resume_hint(cfg: RunConfig) -> str:
             f"starts from step 0")
 
 
+def resume_command(cfg: RunConfig) -> str:
+    """The command that continues this run: from its own latest checkpoint, else from where it resumed itself."""
+    run_dir = cfg.trainer.run_dir
+    own = run_dir.is_dir() and checkpoint.read_latest(run_dir) is not None
+    source = run_dir if own else (cfg.trainer.resume or run_dir)
+    return shlex.join(["rltrain", "train", str(run_dir / "config.yaml"), "--resume", str(source)])
+
+
+class Preemption:
+    """SIGTERM (a scheduler preempting the job) while training: the current step finishes, a checkpoint is written
+    and the run stops with `Preempted` (exit 143), so that `--resume` continues it. Only the main thread can take
+    signals; elsewhere SIGTERM keeps its default action."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def arm(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def disarm(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        logger.warning("SIGTERM: finishing this step, then writing a checkpoint and stopping")
+
+
 def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
     """Run a whole training job; returns the summary that is also written to `<run>/summary.json`."""
-    import ray
-    from tqdm import tqdm
-
-    from rltrain import checkpoint
-    from rltrain.groups import RoleFailed
-
     prep = prepare(cfg)  # everything a user can get wrong fails here, before Ray starts
-    resume = _load_resume(cfg)
+    resume = checkpoint.for_resume(cfg)
+    if resume is not None:
+        logger.info("Resuming from %s (step %d, weight version %d)", resume.path, resume.step, resume.version)
     run_dir = cfg.trainer.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    console.attach_run_log(run_dir)
     for name in ("metrics.jsonl", "trajectories.jsonl"):
         if resume is None:
             (run_dir / name).unlink(missing_ok=True)
@@ -410,9 +356,12 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     logger.info("Run folder: %s (model %s)", run_dir, prep.model_path)
     trainer = telemetry = None
+    watchdog = Watchdog(run_dir, dump_stacks, cfg.watchdog.dump_stacks)
+    preemption = Preemption()
     try:
-        start_ray(cfg, ray_temp_dir)
-        trainer = Trainer(prep, run_dir)
+        start_ray(prep.requirements, ray_temp_dir)
+        preemption.arm()  # after ray.init, which installs its own SIGTERM handler (sys.exit) in the driver
+        trainer = Trainer(prep, run_dir, watchdog=watchdog)
         eval_tasks = prep.env.tasks("test", cfg.env.eval_tasks, seed=cfg.trainer.seed)
         resume_s = None
         if resume is None:
@@ -432,49 +381,74 @@ def train(cfg: RunConfig, ray_temp_dir: str | None = None) -> dict[str, Any]:
             if resume_s is not None:
                 metrics["time/resume_s"], resume_s = resume_s, None
             every = cfg.trainer.checkpoint_every
-            if every and (step % every == 0 or step == cfg.trainer.steps):
+            stop = preemption.requested or trainer.budget_reached is not None
+            if (every and (step % every == 0 or step == cfg.trainer.steps)) or stop:
                 metrics["time/checkpoint_s"] = trainer.save_checkpoint(step, {"eval_before": before})
             telemetry.publish(step, metrics)
+            if trainer.budget_reached is not None:
+                raise BudgetReached(f"{trainer.budget_reached} (checkpoint at step {step}; continue with: "
+                                    f"{resume_command(cfg)})")
+            if preemption.requested and step < cfg.trainer.steps:
+                raise Preempted(f"stopped by SIGTERM after step {step}, with a checkpoint; continue with: "
+                                f"{resume_command(cfg)}")
             bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.3f}", step_s=f"{metrics['time/step_s']:.1f}")
         after = trainer.evaluate(eval_tasks, "after")
         if after:
             logger.info("held-out after training: %s", _fmt(after))
         summary = {"run_dir": str(run_dir), "steps": cfg.trainer.steps, **before, **after}
         if cfg.trainer.save_final:
-            from rltrain.export import write_model_card
-
             final = trainer.learners.save_hf(str((run_dir / "final").resolve()))
             summary["final_model"], summary["final_verify/max_abs_diff"] = final["path"], final["max_abs_diff"]
             write_model_card(Path(str(final["path"])), to_dict(cfg), {"step": cfg.trainer.steps, **metrics, **after},
                              f"`rltrain train` run {run_dir}, step {cfg.trainer.steps}")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+    except CallTimedOut as err:  # a phase made no progress within its bound: stacks, then exit 3
+        raise watchdog.stalled(err) from err
     except RoleFailed as err:
         failure = trainer.learner_failure() if trainer is not None else None
         if failure is None:
             raise
         raise failure from err
     finally:  # also on Ctrl-C: writers flushed and closed, every actor stopped, then Ray
+        preemption.disarm()
         if telemetry is not None:
             telemetry.close()
         if trainer is not None:
             trainer.close()
         ray.shutdown()
+        write_report([run_dir])  # failed and interrupted runs too; a report failure never fails the run
 
 
-def _load_resume(cfg: RunConfig) -> Checkpoint | None:
-    """The checkpoint named by trainer.resume (None without it), checked against this config before Ray starts."""
-    from rltrain import checkpoint
+def evaluate(cfg: RunConfig, tasks: int | None = None, ray_temp_dir: str | None = None) -> dict[str, float]:
+    """`rltrain eval` (`rltrain.evaluation`): the policy played greedily on the test split by the roles of a run minus
+    the learners; returns the summary that is also written to `<run>/eval/summary.json`."""
+    count = tasks if tasks is not None else cfg.env.eval_tasks
+    if count < 1:
+        raise ConfigError("nothing to evaluate: set env.eval_tasks >= 1 or pass --tasks N")
+    prep = prepare(cfg)
+    out = cfg.trainer.run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    console.attach_run_log(cfg.trainer.run_dir)
+    trainer = None
+    watchdog = Watchdog(out, dump_stacks, cfg.watchdog.dump_stacks)
+    try:
+        start_ray(prep.requirements, ray_temp_dir)
+        trainer = Trainer(prep, out, learn=False, watchdog=watchdog)
+        test = prep.env.tasks("test", count, seed=cfg.trainer.seed)
+        logger.info("Evaluating %s greedily on %d held-out task(s) of %s", prep.model_path, len(test), cfg.env.name)
+        metrics = trainer.evaluate(test, "test")
+    except CallTimedOut as err:
+        raise watchdog.stalled(err) from err
+    finally:
+        if trainer is not None:
+            trainer.close()
+        ray.shutdown()
+    (out / "eval_test.jsonl").replace(out / "trajectories.jsonl")
+    summary = {"model": prep.model_path, "env": cfg.env.name, **{k.removeprefix("eval_test/"): v for k, v in metrics.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
-    if not cfg.trainer.resume:
-        return None
-    ckpt = checkpoint.load(cfg.trainer.resume)
-    checkpoint.check_compatible(ckpt.config, to_dict(cfg))
-    if cfg.trainer.steps <= ckpt.step:
-        raise ConfigError(f"trainer.steps={cfg.trainer.steps} but the checkpoint {ckpt.path} is already at step {ckpt.step}; "
-                          f"raise trainer.steps to train further (it counts from step 0, not from the checkpoint)")
-    logger.info("Resuming from %s (step %d, weight version %d)", ckpt.path, ckpt.step, ckpt.version)
-    return ckpt
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -29,6 +29,13 @@ from typing import Any
 import torch
 import yaml
 
+from rltrain.checkpoint import DS_TAG, load
+from rltrain.config import RunConfig
+from rltrain.config.loader import build
+from rltrain.engines import vllm_available
+from rltrain.errors import ConfigError
+from rltrain.models import resolve_model
+
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -105,9 +112,6 @@ def load_source(ckpt: str | Path, merge_lora: bool = False) -> Source:
     if (path / "adapter_config.json").is_file():
         raise ExportError(f"{path} is a PEFT adapter folder; export from the training checkpoint (runs/<name>/step_<N>) "
                           f"instead, with --merge-lora for a full model")
-    from rltrain.checkpoint import load
-    from rltrain.config.loader import ConfigError
-
     try:
         ckpt_ = load(path)
     except ConfigError as err:
@@ -126,9 +130,6 @@ def _hf_source(path: Path) -> Source:
 
 def _deepspeed_source(ckpt: Any, merge_lora: bool) -> Source:
     from transformers import AutoModelForCausalLM
-
-    from rltrain.config import RunConfig
-    from rltrain.config.loader import build
 
     cfg = build(RunConfig, ckpt.config)
     base_path = _base_model_path(ckpt.state.get("model_path"), cfg)
@@ -156,8 +157,6 @@ def _base_model_path(saved: str | None, cfg: Any) -> str:
     """The learners' source folder as the checkpoint recorded it, else model.name resolved again."""
     if saved and Path(saved).is_dir():
         return saved
-    from rltrain.models import resolve_model
-
     try:
         return str(resolve_model(cfg.model.name, Path(cfg.model.cache_dir) if cfg.model.cache_dir else None))
     except Exception as err:
@@ -167,8 +166,6 @@ def _base_model_path(saved: str | None, cfg: Any) -> str:
 
 def _deepspeed_state_dict(folder: Path, zero_stage: int) -> dict[str, torch.Tensor]:
     """Full fp32 weights from every rank's DeepSpeed files; ZeRO-1/2/3 shards are gathered by zero_to_fp32."""
-    from rltrain.checkpoint import DS_TAG
-
     ds = folder / DS_TAG
     if not ds.is_dir():
         raise ExportError(f"{folder} has no {DS_TAG}/ folder of DeepSpeed state; is it a complete rltrain checkpoint?")
@@ -275,8 +272,6 @@ print("RLTRAIN_VLLM " + json.dumps({"tokens": len(out.token_ids), "text": out.te
 def verify_vllm(folder: str | Path, dtype: str, timeout_s: float = 600) -> dict[str, Any]:
     """Load `folder` in vLLM in a subprocess (its engine owns the process) and generate 4 tokens greedily.
     Returns {"ok", "tokens", "text", "seconds"} or {"ok": False, "error"}; {"skipped": why} without vLLM."""
-    from rltrain.engines import vllm_available
-
     if not vllm_available():
         return {"skipped": "vLLM is not installed"}
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}

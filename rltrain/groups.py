@@ -7,6 +7,7 @@ Every remote call is awaited with a timeout and a dead actor is reported by name
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,26 +26,26 @@ from actors.rollout import NotStarted, RolloutWorker
 from actors.user import UserService
 from rltrain.algorithms.base import Algorithm
 from rltrain.config.run import RunConfig
-from rltrain.placement import internal_resource, plan_placement
+from rltrain.errors import CallTimedOut
+from rltrain.errors import RoleFailed as RoleFailed  # re-exported: callers catch it where they call the groups
+from rltrain.placement import ACCOUNTANT_CPUS, internal_resource, plan_placement
 from rltrain.types import Task, TrainBatch, Trajectory
+from rltrain.watchdog import Target
 from rltrain.weights import WeightPayload
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 600.0
-"""Seconds an actor may take to start (engine load, process-group rendezvous) before the run stops."""
+"""Seconds an actor may take to start where no config gives the bound (`watchdog.start_s` does for a run)."""
 
 
-class RoleFailed(RuntimeError):
-    """An actor died or timed out; the message names the role and what to look at."""
-
-
-def get(refs: Any, what: str, timeout: float | None = None) -> Any:
-    """`ray.get` that turns actor deaths and time-outs into `RoleFailed` naming the stage."""
+def get(refs: Any, what: str, timeout: float | None = None, roles: Sequence[str] = ()) -> Any:
+    """`ray.get` that turns actor deaths and time-outs into `RoleFailed` naming the stage. `roles`: the role name of
+    each ref (a list of refs), so that a time-out (`CallTimedOut`) names the roles that did not answer."""
     try:
         return ray.get(refs, timeout=timeout)
     except ray.exceptions.GetTimeoutError as err:
-        raise _timed_out(what, timeout) from err
+        raise _timed_out(what, timeout, _pending(refs, roles)) from err
     except ray.exceptions.ActorDiedError as err:
         raise RoleFailed(f"{what} failed: an actor died ({_first_line(err)}). Check memory (OOM kills) and the actor's log") from err
     except ray.exceptions.RayActorError as err:
@@ -53,8 +54,18 @@ def get(refs: Any, what: str, timeout: float | None = None) -> Any:
         raise RoleFailed(f"{what} raised {type(err.cause).__name__}: {err.cause}") from err
 
 
-def _timed_out(what: str, timeout: float | None) -> RoleFailed:
-    return RoleFailed(f"{what} did not finish within {timeout or 0:.0f}s; check the actor logs in the Ray dashboard")
+def _pending(refs: Any, roles: Sequence[str]) -> list[str]:
+    """The roles (aligned with `refs`) whose result is not ready yet."""
+    if not roles:
+        return []
+    refs = refs if isinstance(refs, list) else [refs]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    done = set(ready)
+    return [role for ref, role in zip(refs, roles) if ref not in done]
+
+
+def _timed_out(what: str, timeout: float | None, pending: Sequence[str] = ()) -> CallTimedOut:
+    return CallTimedOut(what, timeout, list(pending))
 
 
 def _first_line(err: BaseException) -> str:
@@ -151,23 +162,65 @@ class Location:
     node_id: str
     ip: str
     gpu_ids: tuple[str, ...]
+    pid: int = 0
+    """The actor's process id on its node (for stack dumps: `rltrain.watchdog`)."""
 
     def __str__(self) -> str:
         gpus = f", GPU {','.join(self.gpu_ids)}" if self.gpu_ids else ""
         return f"{self.name} on node {self.node_id[:8]} ({self.ip}{gpus})"
 
 
-def _where(_actor: Any) -> tuple[str, str, tuple[str, ...]]:
+def _where(_actor: Any) -> tuple[str, str, tuple[str, ...], int]:
     return (ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(),
-            tuple(str(g) for g in ray.get_gpu_ids()))
+            tuple(str(g) for g in ray.get_gpu_ids()), os.getpid())
 
 
-def locate(actors: Sequence[Any], names: Sequence[str]) -> list[Location]:
-    """Node id, IP and GPU ids of each actor (asked of the actor itself, so no dashboard is needed)."""
+def locate(actors: Sequence[Any], names: Sequence[str], timeout: float = START_TIMEOUT_S) -> list[Location]:
+    """Node id, IP, GPU ids and pid of each actor (asked of the actor itself, so no dashboard is needed)."""
     if not actors:
         return []
-    found = get([a.__ray_call__.remote(_where) for a in actors], f"starting {names[0].rsplit('-', 1)[0]} actors", START_TIMEOUT_S)
+    found = get([a.__ray_call__.remote(_where) for a in actors], f"starting {names[0].rsplit('-', 1)[0]} actors", timeout,
+                names)
     return [Location(name, *where) for name, where in zip(names, found)]
+
+
+def targets(locations: Sequence[Location]) -> list[Target]:
+    """What the watchdog dumps the stacks of: each located actor's process."""
+    return [Target(loc.name, loc.node_id, loc.pid) for loc in locations]
+
+
+def wait_all(refs: list[Any], what: str, timeout: float | None, roles: Sequence[str]) -> list[Any]:
+    """Every result of `refs` (calls to the ranks of one group, in order), with the bound `timeout` restarting whenever
+    one comes back. A rank that fails because a collective timed out (`learner.collective_timeout_s`: its peer is
+    stuck) becomes `CallTimedOut` naming the ranks that had not answered: they are the stuck ones."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waiting = list(refs)
+    t0 = time.monotonic()
+    while waiting:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, waiting = ray.wait(waiting, num_returns=1, timeout=left)
+        if not ready:
+            raise _timed_out(what, timeout, _pending(refs, roles))
+        role = roles[refs.index(ready[0])]
+        try:
+            ray.get(ready[0])
+        except ray.exceptions.RayTaskError as err:
+            if _collective_timeout(err):
+                raise CallTimedOut(f"{what} ({role}: a collective timed out)", time.monotonic() - t0,
+                                   _pending(refs, roles) or [role]) from err
+            get(ready[0], f"{what} on {role}")  # raises RoleFailed naming the stage and the rank
+        except ray.exceptions.RayError:
+            get(ready[0], f"{what} on {role}")
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+    return get(refs, what, 0 if refs else None)
+
+
+def _collective_timeout(err: BaseException) -> bool:
+    """Whether a rank's error is a collective that timed out (gloo: "Timed out waiting ...", NCCL: "Watchdog caught
+    collective operation timeout")."""
+    text = str(err).lower()
+    return "timed out" in text or "collective operation timeout" in text
 
 
 LOST = (ray.exceptions.RayActorError, NotStarted)
@@ -225,6 +278,7 @@ class RolloutGroup:
                  users: UserGroup | None = None, placement: Placement | None = None) -> None:
         """`placement`: the run's (shared with the learners in colocated mode); default one of its own."""
         rc = self.rc = cfg.rollout
+        self.bounds = cfg.watchdog
         placement = placement or Placement(cfg, run_tag, cleanup)
         remote = ray.remote(RolloutWorker)
         user_args = (users.actors, cfg.users, users.names) if users is not None else None
@@ -237,13 +291,16 @@ class RolloutGroup:
         self._weights: tuple[Any, int] | None = None  # the last load_weights arguments, replayed to a restarted worker
         self.recovery = Recovery()
         cleanup.callback(shutdown_actors, self.workers, None)
-        self.engines = get([w.start.remote() for w in self.workers], "starting rollout workers", START_TIMEOUT_S)
-        self.locations = locate(self.workers, [f"rollout-{i}" for i in range(rc.num_workers)])
+        self.roles = [f"rollout-{i}" for i in range(rc.num_workers)]
+        self.engines = get([w.start.remote() for w in self.workers], "starting rollout workers", self.bounds.start_s,
+                           self.roles)
+        self.locations = locate(self.workers, self.roles, self.bounds.start_s)
         logger.info("rollout workers ready: %s", ", ".join(f"rollout-{i} ({e})" for i, e in enumerate(self.engines)))
 
     def rollout(self, tasks: Sequence[Task], n: int, greedy: bool = False, stop: tuple[str, ...] = (),
                 timeout: float | None = None) -> list[Trajectory]:
-        """`n` episodes of each task, the episodes of one task contiguous; group ids are the tasks' positions."""
+        """`timeout`: the most seconds without any worker finishing its block; default `watchdog.rollout_s`."""
+        # `n` episodes of each task, the episodes of one task contiguous; group ids are the tasks' positions
         return self.collect(self.submit(tasks, n, greedy, stop), timeout)
 
     def submit(self, tasks: Sequence[Task], n: int, greedy: bool = False, stop: tuple[str, ...] = (),
@@ -257,15 +314,17 @@ class RolloutGroup:
             for i, block in enumerate(blocks) if block]))
 
     def collect(self, submitted: Submitted, timeout: float | None = None) -> list[Trajectory]:
-        """The trajectories of a submitted rollout, in task order; a lost worker's block is played again."""
-        return [traj for part in self._await(submitted.calls, "rollout", timeout) for traj in part]
+        """The trajectories of a submitted rollout, in task order; a lost worker's block is played again. `timeout`:
+        the most seconds without any worker finishing its block; default `watchdog.rollout_s`."""
+        bound = self.bounds.rollout_s if timeout is None else timeout
+        return [traj for part in self._await(submitted.calls, "rollout", bound) for traj in part]
 
     def load_weights(self, payload: WeightPayload | str, version: int) -> float:
         """Every worker loads `version` (a `WeightPayload`, or a folder every worker can read); returns the slowest
         worker's seconds. The arguments are kept as they are and replayed to a worker that Ray restarts later."""
         self._weights = (payload, version)
         calls = [_Call(i, partial(w.load_weights.remote, payload, version), resend=False) for i, w in enumerate(self.workers)]
-        return max(self._await(_sent(calls), f"weight sync v{version}", START_TIMEOUT_S))
+        return max(self._await(_sent(calls), f"weight sync v{version}", self.bounds.sync_s))
 
     def take_recovery_metrics(self) -> dict[str, float]:
         """Worker restarts, re-queued episodes and recovery seconds since the last call, as step metrics."""
@@ -274,7 +333,8 @@ class RolloutGroup:
 
     def _await(self, calls: list[_Call], what: str, timeout: float | None) -> list[Any]:
         """Each call's result, in order, taken as they finish, so that a lost worker is recovered while the others
-        still run; its call is then sent again (or, `resend=False`, takes the recovery's seconds as its result)."""
+        still run; its call is then sent again (or, `resend=False`, takes the recovery's seconds as its result).
+        `timeout` bounds the time without progress: it restarts whenever a call comes back."""
         deadline = None if timeout is None else time.monotonic() + timeout
         results: list[Any] = [None] * len(calls)
         waiting = {call.ref: k for k, call in enumerate(calls)}
@@ -282,7 +342,9 @@ class RolloutGroup:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _ = ray.wait(list(waiting), num_returns=1, timeout=left)
             if not ready:
-                raise _timed_out(what, timeout)
+                raise _timed_out(what, timeout, [self.roles[calls[k].worker] for k in waiting.values()])
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
             k = waiting.pop(ready[0])
             call = calls[k]
             try:
@@ -311,16 +373,17 @@ class RolloutGroup:
                 return 0.0
             try:
                 if not state["started"]:
-                    get(self.workers[i].start.remote(), f"restarting {name} (engine start)", START_TIMEOUT_S)
+                    get(self.workers[i].start.remote(), f"restarting {name} (engine start)", self.bounds.start_s,
+                        [self.roles[i]])
                 if self._weights is not None:
                     get(self.workers[i].load_weights.remote(*self._weights), f"re-syncing {name} to v{version}",
-                        START_TIMEOUT_S)
+                        self.bounds.sync_s, [self.roles[i]])
                 break
             except RoleFailed as failed:
                 if not isinstance(failed.__cause__, LOST):
                     raise
                 cause = failed.__cause__  # died again while coming back; Ray's max_restarts ends this loop
-        self.locations[i] = locate([self.workers[i]], [self.locations[i].name])[0]  # possibly another node now
+        self.locations[i] = locate([self.workers[i]], [self.locations[i].name], self.bounds.start_s)[0]  # maybe another node
         seconds = time.perf_counter() - t0
         self.recovery.restarts += not state["started"]
         self.recovery.requeued += requeued
@@ -365,28 +428,32 @@ class LearnerGroup:
                  placement: Placement | None = None) -> None:
         """`placement`: the run's (shared with the rollout workers in colocated mode); default one of its own."""
         lc = cfg.learner
-        self.cfg = cfg
+        self.cfg, self.bounds = cfg, cfg.watchdog
         placement = placement or Placement(cfg, run_tag, cleanup)
         remote = ray.remote(Learner)
         self.ranks = [
             remote.options(name=f"{run_tag}-learner-{i}", **placement.options("learner", i)).remote(
-                i, lc.num_learners, model_path, lc, algorithm, cfg.gradient_accumulation, cfg.trainer.seed,
-                cfg.rollout.temperature)
+                rank=i, world_size=lc.num_learners, model_path=model_path, cfg=lc, algorithm=algorithm,
+                gradient_accumulation=cfg.gradient_accumulation, seed=cfg.trainer.seed,
+                temperature=cfg.rollout.temperature)
             for i in range(lc.num_learners)
         ]
         cleanup.callback(shutdown_actors, self.ranks, None)
-        self.locations = locate(self.ranks, [f"learner-{i}" for i in range(lc.num_learners)])
+        self.roles = [f"learner-{i}" for i in range(lc.num_learners)]
+        self.locations = locate(self.ranks, self.roles, self.bounds.start_s)
         # The process-group store lives on rank 0's node, at a port free there (ranks may span nodes).
-        master_addr, master_port = get(self.ranks[0].rendezvous.remote(), "learner rendezvous", START_TIMEOUT_S)
+        master_addr, master_port = get(self.ranks[0].rendezvous.remote(), "learner rendezvous", self.bounds.start_s,
+                                       self.roles[:1])
         logger.info("learner rendezvous at %s:%d (rank 0's node %s)", master_addr, master_port, self.locations[0].node_id[:8])
-        self.num_parameters = get([r.setup.remote(master_addr, master_port) for r in self.ranks],
-                                  "starting learners (DeepSpeed init)", START_TIMEOUT_S)[0]
+        self.num_parameters = wait_all([r.setup.remote(master_addr, master_port) for r in self.ranks],
+                                       "starting learners (DeepSpeed init)", self.bounds.start_s, self.roles)[0]
 
     def update(self, batch: TrainBatch, stale: bool = False) -> dict[str, float]:
         """One step's updates; metrics are averaged over ranks, times are the slowest rank's."""
         mini_batches = len(batch) // self.cfg.mini_batch_size
         shards = batch.split(len(self.ranks))  # contiguous: a task's group stays on one rank
-        results = get([r.update.remote(s, mini_batches, stale) for r, s in zip(self.ranks, shards)], "learner update")
+        results = wait_all([r.update.remote(s, mini_batches, stale) for r, s in zip(self.ranks, shards)], "learner update",
+                           self.bounds.update_s, self.roles)
         merged: dict[str, list[float]] = defaultdict(list)
         for result in results:
             for key, value in result.items():
@@ -397,19 +464,22 @@ class LearnerGroup:
         """Rank 0 writes weights `version` on its node; on a cluster of several nodes it also shares them through the
         object store, so that rollout workers anywhere (also ones restarted elsewhere) can load them."""
         share = sum(1 for n in ray.nodes() if n.get("Alive")) > 1
-        return next(p for p in get([r.export_weights.remote(version, dtype, share) for r in self.ranks], "weight export")
-                    if p is not None)
+        return next(p for p in wait_all([r.export_weights.remote(version, dtype, share) for r in self.ranks],
+                                         "weight export", self.bounds.sync_s, self.roles) if p is not None)
 
     def save_hf(self, out_dir: str) -> dict[str, float | str]:
         """Save and verify the HF folder (rank 0 writes; every rank joins the ZeRO-3 gather): {"path", "max_abs_diff"}."""
-        return next(p for p in get([r.save_hf.remote(out_dir) for r in self.ranks], "saving the final model") if p is not None)
+        return next(p for p in wait_all([r.save_hf.remote(out_dir) for r in self.ranks], "saving the final model",
+                                         self.bounds.checkpoint_s, self.roles) if p is not None)
 
     def save_checkpoint(self, folder: str) -> None:
         """Every rank writes its DeepSpeed state into `folder` (they save collectively: all ranks, one call)."""
-        get([r.save_checkpoint.remote(folder) for r in self.ranks], "learner checkpoint save", START_TIMEOUT_S)
+        wait_all([r.save_checkpoint.remote(folder) for r in self.ranks], "learner checkpoint save", self.bounds.checkpoint_s,
+                 self.roles)
 
     def load_checkpoint(self, folder: str) -> None:
-        get([r.load_checkpoint.remote(folder) for r in self.ranks], "learner checkpoint load", START_TIMEOUT_S)
+        wait_all([r.load_checkpoint.remote(folder) for r in self.ranks], "learner checkpoint load", self.bounds.checkpoint_s,
+                 self.roles)
 
     def call(self, method: str, *args: Any) -> list[Any]:
         """Call a method on every rank (for probes and tests)."""
@@ -435,8 +505,10 @@ class UserGroup:
             for i, name in enumerate(self.names)
         ]
         cleanup.callback(shutdown_actors, self.actors, None)
-        self.backends = get([a.start.remote() for a in self.actors], "starting simulated-user actors", START_TIMEOUT_S)
-        self.locations = locate(self.actors, [f"user-{i}" for i in range(uc.num_actors)])
+        roles = [f"user-{i}" for i in range(uc.num_actors)]
+        self.backends = get([a.start.remote() for a in self.actors], "starting simulated-user actors", cfg.watchdog.start_s,
+                            roles)
+        self.locations = locate(self.actors, roles, cfg.watchdog.start_s)
         logger.info("simulated-user actors ready: %s", ", ".join(f"{n} ({b})" for n, b in zip(self.names, self.backends)))
 
     def stats(self) -> list[dict[str, int]]:
@@ -445,9 +517,63 @@ class UserGroup:
 
 
 def make_accountant(cfg: RunConfig, fn_name: str, run_tag: str) -> Any:
+    """The reward accountant actor; Ray restarts it when it dies (`reward.max_restarts`)."""
     rc = cfg.reward
-    return ray.remote(RewardAccountant).options(name=f"{run_tag}-accountant", num_cpus=0.5).remote(
+    return ray.remote(RewardAccountant).options(name=f"{run_tag}-accountant", num_cpus=ACCOUNTANT_CPUS,
+                                                max_restarts=rc.max_restarts).remote(
         fn_name, rc.kwargs, rc.timeout_s, rc.num_procs)
+
+
+class RewardGroup:
+    """The reward accountant as the driver sees it. When it dies while scoring, Ray restarts it (its verifier pool
+    and all: it keeps no state between calls) and the group sends it the same trajectories again, so the episodes
+    it held are scored, not lost; after `reward.max_restarts` deaths the run stops naming it."""
+
+    ROLE = "accountant"
+
+    def __init__(self, cfg: RunConfig, fn_name: str, run_tag: str, cleanup: ExitStack) -> None:
+        self.cfg = cfg
+        self.actor = make_accountant(cfg, fn_name, run_tag)
+        cleanup.callback(shutdown_actors, [self.actor], None)
+        self.location = locate([self.actor], [self.ROLE], cfg.watchdog.start_s)[0]
+        self.restarts = 0
+
+    def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
+        """Score `trajectories`; bounded by `watchdog.reward_s`, re-sent to the restarted accountant after a death."""
+        while True:
+            try:
+                return get(self.actor.score.remote(trajectories), "reward accountant", self.cfg.watchdog.reward_s,
+                           [self.ROLE])
+            except RoleFailed as failed:
+                cause = failed.__cause__
+                if not isinstance(cause, ray.exceptions.RayActorError):
+                    raise
+                self.restarts += 1
+                if self.restarts > self.cfg.reward.max_restarts:
+                    raise RoleFailed(f"the reward accountant died {self.restarts} times ({death_cause(cause)}); Ray restarts "
+                                     f"it at most reward.max_restarts={self.cfg.reward.max_restarts} times. Check its log "
+                                     f"and memory (a verifier that leaks or crashes the process), or raise "
+                                     f"reward.max_restarts") from failed
+                logger.warning("reward accountant died (%s); Ray restarts it; scoring its %d trajectories again",
+                               death_cause(cause), len(trajectories))
+                self.location = self._back(cause)
+
+    def _back(self, cause: BaseException) -> Location:
+        """The restarted accountant's location, once Ray runs it again (calls to it wait for the restart; one that
+        reaches the dying process is asked again)."""
+        deadline = time.monotonic() + self.cfg.watchdog.start_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                return Location(self.ROLE, *ray.get(self.actor.__ray_call__.remote(_where), timeout=min(left, 5.0)))
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.2)
+            except ray.exceptions.RayActorError as dead:
+                raise RoleFailed(f"the reward accountant died ({death_cause(cause)}) and cannot be restarted: "
+                                 f"{death_cause(dead)}; check its log and memory") from dead
+        raise CallTimedOut(f"restarting the reward accountant after it died ({death_cause(cause)})",
+                           self.cfg.watchdog.start_s, [self.ROLE])
 
 
 def shutdown_actors(actors: list[Any], group: PlacementGroup | None) -> None:

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-EXIT_CODE = 130
+from rltrain.errors import EXIT_INTERRUPTED
+
+EXIT_CODE = EXIT_INTERRUPTED
 DEFAULT_TIMEOUT_S = 120.0
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from rltrain.config import ConfigError, load_config
+
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,8 +263,6 @@ def submit(config: str, address: str | None = None, overrides: Sequence[str] = (
         ConfigError: the config is invalid (nothing was submitted).
         JobsError: the cluster is unreachable or refused the job.
     """
-    from rltrain.config import load_config
-
     root = Path(working_dir or REPO_ROOT).resolve()
     path = Path(config).resolve()
     if not path.is_relative_to(root):
@@ -305,8 +305,6 @@ Forwarded when set here: {', '.join(FORWARDED_ENV)}, VLLM_*, NCCL_* (never crede
 def _handle(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Print JobsError/ConfigError as one line and return exit code 2 instead of a traceback."""
     def run(args: argparse.Namespace) -> int:
-        from rltrain.config import ConfigError
-
         try:
             return fn(args)
         except ConfigError as err:

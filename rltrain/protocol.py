@@ -1,14 +1,13 @@
 """The UserRL agent protocol: the `interact_with_env(choice, content)` tool (spec §1.3, §7.1 R5).
 
-The policy calls the tool hermes-style, `<tool_call>{"name": "interact_with_env", "arguments": {...}}</tool_call>`,
-or, for models without a tool template, writes a plain tagged line: `[action] ...`, `[search] ...`,
-`[answer] ...`. Every assistant message parses to exactly one `Parsed` outcome: a call, or a named format
-error. A format error ends the episode and is counted; it is never a crash.
+The policy calls the tool hermes-style, `<tool_call>{"name": "interact_with_env", "arguments": {...}}</tool_call>`
+(or as bare / fenced JSON, `rltrain.tools.parsers`), or, for models without tool training, writes a plain tagged
+line: `[action] ...`, `[search] ...`, `[answer] ...`. The tool itself is `rltrain.tools.interact.InteractTool`.
+`parse_message` gives the one-call view of a message: a call, or a named format error, never a crash.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,7 +34,6 @@ TOOL_SCHEMA: dict[str, Any] = {
 
 Outcome = Literal["call", "no_call", "bad_json", "unknown_tool", "bad_choice", "missing_content"]
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 _TAGGED = re.compile(r"^\s*\[(action|search|answer|finish)\]\s*(.*)$", re.DOTALL | re.IGNORECASE)
 
 
@@ -67,47 +65,48 @@ class Parsed:
         return self.content if self.content.startswith(tag) else f"{tag} {self.content}"
 
 
-def parse_message(text: str) -> Parsed:
-    """Parse an assistant message into one tool call or one named format error.
+def parse_message(text: str, parser: str = "permissive") -> Parsed:
+    """Parse an assistant message into one `interact_with_env` call or one named format error.
 
-    With several `<tool_call>` blocks the last valid one counts (the authors' rollout kept only the last
-    call's result for the turn).
+    The calls are read by `rltrain.tools.parsers` (tags, bare JSON, ```json fences); with several calls the last
+    valid one counts (the authors' rollout kept only the last call's result for the turn). The agent loop runs every
+    call (`rltrain.tools.execution`); this one-call view serves metrics and the RLlib adapter.
 
     >>> parse_message('<tool_call>{"name": "interact_with_env", "arguments": {"choice": "answer", "content": "42"}}</tool_call>').env_action()
     '[answer] 42'
+    >>> parse_message('{"name": "interact_with_env", "arguments": {"choice": "action", "content": "Hi"}}').env_action()
+    '[action] Hi'
     >>> parse_message("[search] flights to Oslo").env_action()
     '[search] flights to Oslo'
     >>> parse_message("I think it is 42.").outcome
     'no_call'
     """
-    blocks = _TOOL_CALL.findall(text)
-    if not blocks:
-        tagged = _TAGGED.match(text)
-        if tagged:
-            return _check(tagged.group(1).lower(), tagged.group(2).strip())
-        return Parsed("no_call", detail="no <tool_call> block and no [action]/[search]/[answer] tag")
-    parsed = [_parse_block(block) for block in blocks]
+    from rltrain.tools.parsers import parse_calls
+
+    message = parse_calls(text, (TOOL_NAME,), parser)
+    if not message.meant_as_call:
+        return parse_tagged(text)
+    parsed = [check_arguments(call.arguments) if call.name == TOOL_NAME else
+              Parsed("unknown_tool", detail=f"unknown tool {call.name!r}; the only tool is {TOOL_NAME}") for call in message.calls]
     valid = [p for p in parsed if p.ok]
-    return valid[-1] if valid else parsed[-1]
+    if valid:
+        return valid[-1]
+    if parsed:
+        return parsed[-1]
+    return Parsed("bad_json", detail=message.errors[-1].detail)
 
 
-def _parse_block(block: str) -> Parsed:
-    try:
-        call = json.loads(block)
-    except json.JSONDecodeError as err:
-        return Parsed("bad_json", detail=f"tool call is not valid JSON ({err.msg} at char {err.pos})")
-    if not isinstance(call, dict):
-        return Parsed("bad_json", detail=f"tool call must be a JSON object, got {type(call).__name__}")
-    if call.get("name") != TOOL_NAME:
-        return Parsed("unknown_tool", detail=f"unknown tool {call.get('name')!r}; the only tool is {TOOL_NAME}")
-    arguments = call.get("arguments", {})
-    if isinstance(arguments, str):  # some templates emit arguments as a JSON string
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as err:
-            return Parsed("bad_json", detail=f"tool arguments are not valid JSON ({err.msg})")
-    if not isinstance(arguments, dict):
-        return Parsed("bad_json", detail="tool arguments must be a JSON object")
+def parse_tagged(text: str) -> Parsed:
+    """A plain `[action] ...` / `[search] ...` / `[answer] ...` / `[finish]` line, the fallback for models without
+    tool training; "no_call" for any other text."""
+    tagged = _TAGGED.match(text)
+    if tagged:
+        return _check(tagged.group(1).lower(), tagged.group(2).strip())
+    return Parsed("no_call", detail="no tool call and no [action]/[search]/[answer] tag")
+
+
+def check_arguments(arguments: dict[str, Any]) -> Parsed:
+    """The interact_with_env arguments as a `Parsed` call, or the named problem with them."""
     return _check(str(arguments.get("choice", "")), arguments.get("content"))
 
 

@@ -62,6 +62,10 @@ class Trajectory:
     fallback rule, reward 0 for that turn; a weak simulator shows up here, not as silent zeros).
     `token_drift` says where the ids part from a re-tokenization of `messages` (`ChatRenderer.drift`): "policy:<i>"
     is flagged only; "context:<i>" (a prompt or environment token) keeps the trajectory out of training.
+    `tool_records` holds one record per tool call (`rltrain.tools.execution.CallOutcome.record`, docs/tools.md):
+    turn, index, call_id, name, arguments, format, offered, error (None, an error class, "not_run", or "IFE" with
+    `parse_error`), reward, result (the observation's first 500 characters), latency_s, raw. `tool_calls` counts
+    the calls (and tagged lines) that reached a tool. Rows written before a field existed read back with its default.
     """
 
     task_id: str
@@ -86,6 +90,7 @@ class Trajectory:
     user_calls: list[dict[str, Any]] = field(default_factory=list)
     judge_errors: list[str] = field(default_factory=list)
     token_drift: str | None = None
+    tool_records: list[dict[str, Any]] = field(default_factory=list)
 
     def append(self, token_ids: list[int], *, policy: bool, logprobs: list[float] | None = None) -> None:
         """Append tokens; policy tokens open a new turn and carry logprobs, others are masked out."""
@@ -115,7 +120,9 @@ class Trajectory:
 
     @classmethod
     def from_json(cls, line: str) -> Trajectory:
-        return cls(**json.loads(line))
+        """A trajectory from one JSON line; keys that are not fields (a run file's `step`) are left out."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(line).items() if k in fields})
 
 
 @dataclass

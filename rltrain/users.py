@@ -5,9 +5,14 @@ simulator wears, its instructions and persona, the conversation so far) and awai
 through whatever `UserSim` the rollout worker bound to the environment: the Ray user service
 (`actors/user.py`) in training, or an in-process stand-in in unit tests.
 
-Two hats, one service (spec §1.4: "the same endpoint for every gym"):
+One service for every model that is not the policy (spec §1.4: "the same endpoint for every gym"; issue 14). The
+request's `hat` is the caller's role, and its cost-ledger role:
 - `user`: role-plays the person the agent talks to (answers questions, reveals preferences, argues back);
-- `judge`: grades an agent action and returns JSON (yes/no, rubric scores, question type).
+- `judge`: grades an agent action and returns JSON (yes/no, rubric scores, question type);
+- `pool`: a routed model of the router's pool (`UserRequest.model` names it, `users.pool`);
+- `proposer`, `reviewer`: data generation; `summariser`: the adaptation issue's summaries.
+`UserRequest.model` picks one of the configured pool models (`users.pool[*].name`); None is the service's own
+model (`users.model`).
 
 The `rules` backend answers with a registered Python function instead of a model (`USER_RULES`), so the
 deterministic parts of a gym run without any LLM: that is how gyms are tested and how CI runs them.
@@ -23,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 from rltrain.registry import Registry
 
-Hat = Literal["user", "judge"]
+Hat = Literal["user", "judge", "pool", "proposer", "reviewer", "summariser"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class UserRequest:
     """One call to the simulated user.
 
     Attributes:
-        hat: "user" (role-play the person) or "judge" (grade; answer in JSON).
+        hat: "user" (role-play the person), "judge" (grade; answer in JSON), or the role of another non-policy call
+            ("pool", "proposer", "reviewer", "summariser").
         system: instructions for the simulator: persona, hidden facts, output format.
         messages: the conversation as the simulator sees it, chat format (the agent's words are role "user").
         rule: the `USER_RULES` entry that answers this request on the rules backend (and in replay checks).
@@ -40,6 +46,7 @@ class UserRequest:
         call: index of this call within the episode (0, 1, ...).
         max_tokens: reply budget.
         temperature: 0.0 as in the papers (spec §1.4); the per-episode seed makes >0 reproducible.
+        model: a pool model's name (`users.pool[*].name`), or None for the service's own model.
     """
 
     hat: Hat
@@ -51,6 +58,7 @@ class UserRequest:
     call: int = 0
     max_tokens: int = 256
     temperature: float = 0.0
+    model: str | None = None
 
     @property
     def key(self) -> str:
@@ -68,6 +76,8 @@ class UserReply:
         latency_s: seconds from request to reply, retries included.
         backend: "rules", "vllm:<model>", "openai:<model>", "replay" or "cache".
         attempts: tries it took (1 when the first succeeded).
+        model: the model that answered (the pool model's name, or the service's model); "" for rules and replay.
+        estimated: the backend reported no token usage, so the counts are estimates (tokenizer or 4 characters/token).
     """
 
     text: str
@@ -76,12 +86,17 @@ class UserReply:
     latency_s: float = 0.0
     backend: str = ""
     attempts: int = 1
+    model: str = ""
+    estimated: bool = False
 
     def record(self, request: UserRequest) -> dict[str, Any]:
-        """The token/latency record kept on the trajectory (`Trajectory.user_calls`), priced later."""
+        """The token/latency record kept on the trajectory (`Trajectory.user_calls`), priced by the cost ledger
+        (`rltrain.costs.record_from_call`: role = hat, model, tokens, success)."""
         return {"key": request.key, "hat": request.hat, "rule": request.rule, "backend": self.backend,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "latency_s": round(self.latency_s, 6), "attempts": self.attempts, "text": self.text}
+                "role": request.hat, "model": self.model or request.model or "", "success": True,
+                "estimated": self.estimated, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "latency_s": round(self.latency_s, 6),
+                "attempts": self.attempts, "text": self.text}
 
 
 class UserSim(Protocol):

@@ -1,6 +1,6 @@
-"""Weight sync between learner rank 0 and the rollout workers, on one node or several.
+"""Weight sync between learner rank 0 and the rollout workers, on one node or several: both ends in one module.
 
-Rank 0 writes each version as `model.safetensors` into a folder on its own node (shared memory where there is
+`WeightOutbox` is rank 0's end (export), `WeightInbox` a rollout worker's (import). Rank 0 writes each version as `model.safetensors` into a folder on its own node (shared memory where there is
 some). A worker on that node loads the file in place. On a cluster of several nodes rank 0 also puts the file's
 bytes into Ray's object store, and a worker on another node pulls them (Ray moves them node to node, once per
 node) and writes them into a folder of its own for its engine to load, deleted right after: no shared file system
@@ -20,6 +20,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import ray
+from safetensors.torch import save, save_file
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,45 @@ class WeightPayload:
     nbytes: int = 0
     export_s: float = 0.0
     """Seconds rank 0 took to gather, write and (when shared) put the weights."""
+
+
+class WeightOutbox:
+    """Learner rank 0's side of the sync: each version as `v<version>/model.safetensors` in a folder of this node's
+    shared memory. Only the latest export is kept (a restarted worker re-syncs from it)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._root: Path | None = None
+        self._last: Path | None = None
+
+    def publish(self, state: dict[str, Any], version: int, share: bool, t0: float) -> WeightPayload:
+        """Write `state` (name -> tensor) as version `version`; with `share` also put the file's bytes into Ray's
+        object store, for workers on other nodes. `t0`: when the export began (perf_counter), for `export_s`."""
+        if self._root is None:
+            self._root = local_root(self.prefix)
+        folder = self._root / f"v{version}"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f"{FILE}.tmp"
+        blob = None
+        if share:
+            data = save(state, metadata={"format": "pt"})
+            tmp.write_bytes(data)
+            blob = ray.put(data)
+        else:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        nbytes = tmp.stat().st_size
+        tmp.rename(folder / FILE)  # readers never see a half-written file
+        if self._last not in (None, folder):
+            shutil.rmtree(self._last, ignore_errors=True)
+        self._last = folder
+        return WeightPayload(version, str(folder), ray.get_runtime_context().get_node_id(), blob, nbytes,
+                             time.perf_counter() - t0)
+
+    def close(self) -> None:
+        """Delete every exported version (shared memory is not freed with the process)."""
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = self._last = None
 
 
 class WeightInbox:

@@ -111,7 +111,7 @@ def test_interact_protocol_counts_calls_and_ends_on_a_malformed_call(renderer: C
     engine = ScriptedEngine(renderer, ["[search] test", '<tool_call>{"name": "interact_with_env", "arguments": {"choice": </tool_call>'])
     traj = asyncio.run(run_episode(engine, env, renderer, task, env_name="function_gym", group_id=0, sampling=Sampling(64),
                                    max_turns=5, max_model_len=1024, echo_reward=True))
-    assert traj.tool_calls == 1 and traj.format_error.startswith("bad_json") and traj.finish_reason == "format_error"
+    assert traj.tool_calls == 1 and traj.format_error.startswith("IFE") and traj.finish_reason == "format_error"
     assert not traj.failed  # a policy mistake, scored like any other episode
     assert traj.messages[2] == {"role": "tool", "content": f"The test case is: {','.join(map(str, task.data['test']))}\nReward: 0"}
     assert len(traj.turn_boundaries) == 2 and traj.turn_rewards == [0.0]
@@ -127,7 +127,7 @@ def test_plain_text_as_action_talks_to_the_user_instead_of_ending(renderer: Chat
     traj = asyncio.run(run_episode(ScriptedEngine(renderer, replies), env, renderer, task, env_name="function_gym", group_id=0,
                                    sampling=Sampling(64), max_turns=5, max_model_len=1024, plain_text_as_action=True))
     assert traj.messages[2]["content"] == "Give exactly four numbers: [action] a,b,c,d"  # FunctionGym saw "[action] What is f?"
-    assert traj.tool_calls == 0 and traj.format_error.startswith("bad_json") and traj.turn_rewards == [0.0]
+    assert traj.tool_calls == 0 and traj.format_error.startswith("IFE") and traj.turn_rewards == [0.0]
 
 
 def test_token_drift_is_located_and_classified(renderer: ChatRenderer) -> None:

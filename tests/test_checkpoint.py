@@ -81,6 +81,13 @@ def test_trim_jsonl_drops_steps_after_the_checkpoint(tmp_path: Path) -> None:
     checkpoint.trim_jsonl(tmp_path / "missing.jsonl", 2)  # nothing to trim
 
 
+def test_trim_jsonl_drops_a_line_torn_by_a_killed_driver(tmp_path: Path) -> None:
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2)) + '{"step": 3, "reward/me')
+    checkpoint.trim_jsonl(log, 2)
+    assert log.read_text() == "".join(json.dumps({"step": s}) + "\n" for s in (1, 2))
+
+
 def test_config_keys_are_checked() -> None:
     with pytest.raises(ConfigError, match="keep_checkpoints"):
         load_config(None, ["trainer.keep_checkpoints=0"])

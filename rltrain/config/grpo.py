@@ -37,6 +37,12 @@ class GRPOConfig:
     """Discount for `r2g` scores and credits (UserRL 0.8)."""
     em_k: float = 2.0
     """k of the exponential-mapping credit (UserRL 2)."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling (spec §4.5; arXiv 2503.14476): drop groups whose scores all agree (std 0, no GRPO signal)
+    and generate further rounds of prompts until `trainer.prompts_per_step` groups with signal are collected or
+    `max_sampling_rounds` rounds have run (then the step trains on the groups it has). xRouter turns it on."""
+    max_sampling_rounds: int = 10
+    """Most generation rounds per step under dynamic sampling (verl's max_num_gen_batches, 10 in xRouter)."""
     fix_zero_credit: bool = False
     """Give a trajectory whose turn credits are all zero the plain advantage, instead of zero (UserRL's code zeroes
     it, so failed trajectories under turn-level r2g are never pushed down)."""
@@ -49,3 +55,4 @@ class GRPOConfig:
         check(self.kl_coef >= 0, f"algorithm.grpo.kl_coef={self.kl_coef} must be >= 0")
         check(self.epochs >= 1, f"algorithm.grpo.epochs={self.epochs} must be >= 1")
         check(0 <= self.gamma <= 1, f"algorithm.grpo.gamma={self.gamma} must be in [0, 1]")
+        check(self.max_sampling_rounds >= 1, f"algorithm.grpo.max_sampling_rounds={self.max_sampling_rounds} must be >= 1")

@@ -62,8 +62,12 @@ class LearnerConfig:
     """Recompute activations in backward to save memory."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters through peft; weight sync then sends merged weights."""
+    collective_timeout_s: float = 1800.0
+    """Seconds a rank waits in one collective (all-reduce, barrier) before it errors out by itself: a rank whose
+    peer hangs or died fails with a named error instead of waiting forever. Must stay below watchdog.update_s."""
 
     def __post_init__(self) -> None:
+        check(self.collective_timeout_s > 0, f"learner.collective_timeout_s={self.collective_timeout_s} must be > 0 (seconds)")
         check(self.num_learners >= 1, f"learner.num_learners={self.num_learners} must be >= 1")
         check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage={self.zero_stage} must be 0, 1, 2 or 3")
         check(self.dtype in LEARNER_DTYPES, f"learner.dtype={self.dtype!r} must be one of {', '.join(LEARNER_DTYPES)}")

@@ -19,11 +19,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from rltrain.errors import ConfigError as ConfigError  # re-exported: defined with the other errors, imported from here
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config value is missing, unknown, of the wrong type or out of range. The message names the fix."""
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

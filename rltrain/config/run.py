@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rltrain.config.costs import CostsConfig
 from rltrain.config.env import EnvConfig
 from rltrain.config.grpo import GRPOConfig
 from rltrain.config.latro import LaTROConfig
@@ -16,6 +17,7 @@ from rltrain.config.placement import PlacementConfig
 from rltrain.config.reward import RewardConfig
 from rltrain.config.rollout import RolloutConfig
 from rltrain.config.users import UsersConfig
+from rltrain.config.watchdog import WatchdogConfig
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ class RunConfig:
     """Where the actors run."""
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     """Which nodes and GPUs each role's actors share: placement groups, strategy, colocation, node pins."""
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """How long the driver waits on each phase before it dumps every role's stacks and stops the run (exit 3)."""
+    costs: CostsConfig = field(default_factory=CostsConfig)
+    """Cost ledger: price table, budgets (docs/costs.md)."""
 
     def __post_init__(self) -> None:
         self._check_batch_arithmetic()
@@ -133,6 +139,7 @@ class RunConfig:
               "learner.lora.r>0 with learner.zero_stage=3 is not supported; use zero_stage=2 with LoRA")
         if self.algorithm.name == "latro":
             self._check_latro()
+        self._check_bounds()
         check(not self.trainer.async_rollout or self.algorithm.name == "grpo",
               f"trainer.async_rollout=true needs a PPO-ratio algorithm (grpo); {self.algorithm.name} learns on-policy only, "
               f"set trainer.async_rollout=false")
@@ -154,6 +161,18 @@ class RunConfig:
                   f"placement.mode=colocated: a bundle holds learner.num_gpus={self.learner.num_gpus:g} + "
                   f"{workers // ranks} x rollout.num_gpus={self.rollout.num_gpus:g} = {shared:g} GPUs; Ray shares one GPU "
                   f"by fractions or gives whole GPUs, so make the sum <= 1 (e.g. 0.5 + 0.5) or a whole number")
+
+    def _check_bounds(self) -> None:
+        """The bounds nest: one verifier call < the reward phase; a collective < the update phase. (An env step <
+        the rollout phase needs the environment: `rltrain.preflight.check_bounds`.)"""
+        wd = self.watchdog
+        check(wd.reward_s > self.reward.timeout_s,
+              f"watchdog.reward_s={wd.reward_s:g} must exceed reward.timeout_s={self.reward.timeout_s:g} (one verifier call); "
+              f"raise watchdog.reward_s or lower reward.timeout_s")
+        check(wd.update_s > self.learner.collective_timeout_s,
+              f"watchdog.update_s={wd.update_s:g} must exceed learner.collective_timeout_s={self.learner.collective_timeout_s:g}, "
+              f"so that a rank blocked in a collective errors out (and is named) first; raise watchdog.update_s or lower "
+              f"learner.collective_timeout_s")
 
     def _check_latro(self) -> None:
         """LaTRO scores rationales against their group on the learner: groups stay whole on one rank (spec §3.3)."""

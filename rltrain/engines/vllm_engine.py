@@ -7,10 +7,14 @@ re-runs the weight processing (PLATFORM.md, "Weight updates into a running vLLM 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 
+from rltrain.adapt.vector import AdaptConfig
 from rltrain.engines.base import RolloutEngine, Sampling
+from rltrain.engines.shm import ShmLedger
+from rltrain.engines.vllm_worker import session_params
 from rltrain.types import Generation
 
 
@@ -18,7 +22,7 @@ class VLLMEngine(RolloutEngine):
     """AsyncLLM in this process; many generate calls run concurrently and vLLM batches them."""
 
     def __init__(self, model_path: str, *, dtype: str, max_model_len: int, gpu_memory_utilization: float,
-                 kv_cache_gib: int, seed: int, threads: int) -> None:
+                 kv_cache_gib: int, seed: int, threads: int, adapt: AdaptConfig | None = None) -> None:
         self.model_path = model_path
         self.dtype = dtype
         self.max_model_len = max_model_len
@@ -28,6 +32,8 @@ class VLLMEngine(RolloutEngine):
         self.threads_wanted = threads
         self._ids = itertools.count()
         self._engine = None
+        self.adapt = adapt  # δ sessions (rltrain.adapt); None: the hook is not installed
+        self._shm = ShmLedger()  # vLLM's /dev/shm entries, removed at shutdown (rltrain/engines/shm.py)
 
     async def start(self) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.kv_cache_gib))
@@ -47,9 +53,13 @@ class VLLMEngine(RolloutEngine):
             logprobs_mode="processed_logprobs",  # logprobs of the distribution actually sampled (after temperature)
             worker_extension_cls="rltrain.engines.vllm_worker.WeightSyncExtension",
         )
+        self._shm.before_start()
         self._engine = AsyncLLM.from_engine_args(args)
+        self._shm.after_start()
+        if self.adapt is not None:
+            await self._engine.collective_rpc("rltrain_adapt_enable", args=(dataclasses.asdict(self.adapt),))
 
-    async def generate(self, prompt_ids: list[int], sampling: Sampling) -> Generation:
+    async def generate(self, prompt_ids: list[int], sampling: Sampling, *, session: str | None = None) -> Generation:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -64,6 +74,10 @@ class VLLMEngine(RolloutEngine):
             logprobs=0,
             detokenize=bool(sampling.stop_strings),  # stop strings are matched on text
         )
+        if session is not None:
+            if self.adapt is None:
+                raise ValueError("a generate call named an adaptation session but the engine was built without adapt=")
+            params = session_params(params, session)  # δ session; its prompt skips the prefix cache (trap (a))
         final = None
         async for out in self._engine.generate(TokensPrompt(prompt_token_ids=prompt_ids), params, request_id=f"r{next(self._ids)}"):
             final = out
@@ -73,6 +87,13 @@ class VLLMEngine(RolloutEngine):
         ids = list(completion.token_ids)
         logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids)]
         return Generation(token_ids=ids, logprobs=logprobs, finish_reason="stop" if completion.finish_reason == "stop" else "length")
+
+    async def reset_session(self, session: str) -> bool:
+        """δ = 0 and Adam zeroed for `session` in every worker; False if it did not exist."""
+        return bool((await self._engine.collective_rpc("rltrain_adapt_reset", args=(session,)))[0])
+
+    async def session_summary(self, session: str) -> dict | None:
+        return (await self._engine.collective_rpc("rltrain_adapt_summary", args=(session,)))[0]
 
     async def load_weights(self, folder: str, version: int) -> None:
         await self._engine.collective_rpc("rltrain_reload", args=(folder,))
@@ -84,5 +105,8 @@ class VLLMEngine(RolloutEngine):
 
     async def shutdown(self) -> None:
         if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+            try:
+                self._engine.shutdown()
+            finally:
+                self._engine = None
+                self._shm.release()

@@ -6,10 +6,14 @@ To add one: write `rltrain/envs/<name>.py` with a `TextEnv` subclass decorated b
 
 from rltrain.envs import (  # noqa: F401  (registers each environment)
     arithmetic,
+    crm,
+    formats,
     function_gym,
     intention,
     mix,
+    multitool,
     persuade,
+    router,
     search,
     telepathy,
     travel,

@@ -25,6 +25,7 @@ class ArithmeticEnv(TextEnv):
     """Single-digit addition, one turn."""
 
     reward_fn = "arithmetic"
+    max_turns = 1  # one question, one answer
 
     def __init__(self, system_prompt: str | None = None) -> None:
         self.system_prompt = system_prompt

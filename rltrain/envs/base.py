@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from rltrain.registry import Registry
+from rltrain.tools.base import Tool
 from rltrain.types import Task
 from rltrain.users import UserReply, UserRequest, UserSim, UserSimError
 
 Split = Literal["train", "test"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,19 @@ class TextEnv(ABC):
     reward_fn: str | None = None
     """Name of the registered reward function that scores this environment's trajectories by default."""
     protocol: str | None = None
-    """None: `step` receives the assistant's text. "interact": the agent loop parses the `interact_with_env` tool
-    call (`rltrain.protocol`) and `step` receives `[choice] content`; a malformed call ends the episode."""
+    """None: `step` receives the assistant's text. "interact": a UserRL gym; it offers the `interact_with_env` tool
+    (`rltrain.tools.interact`), whose calls reach `step` as `[choice] content`, and a plain-text message must be a
+    tagged `[verb] ...` line (or `env.plain_text_as_action`); a malformed call ends the episode."""
+    unoffered_tool: Literal["error", "end"] = "error"
+    """A call to a tool this episode did not offer: "error" returns the error to the agent as that call's observation
+    (error class "unknown_tool"); "end" ends the episode with finish_reason "unoffered_tool" (xRouter's rule)."""
+    malformed_call: Literal["error", "end"] = "end"
+    """A message meant as a tool call that cannot be parsed (IFE, `rltrain.tools.parsers`) and holds no valid call:
+    "end" ends the episode with `format_error` set (UserRL, spec §1.3); "error" returns the parse error to the agent
+    as the observation and the episode goes on."""
+    max_turns: int = 16
+    """Most assistant turns per episode when `env.max_turns` is not set (`resolve_max_turns`); a config above it
+    is an error."""
     needs_user: bool = False
     """True for gyms whose user or judge is simulated (`rltrain.users`): the rollout worker binds a `UserSim`."""
     user: UserSim | None = None
@@ -75,6 +90,19 @@ class TextEnv(ABC):
         calls.append(reply.record(request))
         return reply
 
+    def tools(self) -> list[Tool]:
+        """The tools this episode offers (called after `reset`); rendered through the chat template's `tools=`.
+
+        Default: `interact_with_env` for UserRL gyms (`protocol == "interact"`), else none (`step` receives the
+        assistant's text). A tool's `execute` receives this env instance as `episode_state`. A plain-text message
+        (no call) still goes to `step`/`astep`.
+        """
+        if self.protocol == "interact":
+            from rltrain.tools.interact import InteractTool
+
+            return [InteractTool()]
+        return []
+
     @abstractmethod
     def tasks(self, split: Split, count: int, seed: int) -> list[Task]:
         """`count` tasks of `split`, deterministic in `seed`. Train and test splits never share a task."""
@@ -88,8 +116,104 @@ class TextEnv(ABC):
         """Apply the assistant's message; return the observation and reward of this turn."""
 
     async def astep(self, action: str) -> StepResult:
-        """Async step; environments that call services override it. The default runs `step` in a thread."""
-        return await asyncio.to_thread(self.step, action)
+        """Async step; environments that call services override it. The default runs `step` on `STEP_RUNNER`'s
+        bounded threads (never the loop's default pool, which a hung step would drain)."""
+        return await STEP_RUNNER.run(self.step, action)
+
+
+class StepRunnerExhausted(RuntimeError):
+    """Too many synchronous env steps are hung in threads that cannot be killed; the worker refuses more."""
+
+
+class StepRunner:
+    """Runs synchronous env steps in threads of its own: at most `threads` at once, each step in a fresh daemon thread.
+
+    `asyncio.wait_for` can cancel the awaiting coroutine but not a thread. A step abandoned that way keeps its
+    thread, but gives its slot back, so a hung environment cannot starve the worker: new episodes still get
+    threads. Abandoned threads are counted; past `max_hung` still running, further sync steps fail at once with
+    `StepRunnerExhausted` (a named episode failure) instead of piling up threads.
+    """
+
+    def __init__(self, threads: int = 4, max_hung: int = 64) -> None:
+        self.threads, self.max_hung = threads, max_hung
+        self.hung = 0
+        self._lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:  # one semaphore per event loop (tests run several loops)
+            self._slots, self._loop = asyncio.Semaphore(self.threads), loop
+        return self._slots
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self.hung >= self.max_hung:
+                raise StepRunnerExhausted(
+                    f"{self.hung} synchronous env steps are still hung after their timeout; fix the environment's step "
+                    f"(or raise env.step_timeout_s if it is merely slow)")
+        loop = asyncio.get_running_loop()
+        async with self._semaphore():
+            done: asyncio.Future[T] = loop.create_future()
+            abandoned, finished = threading.Event(), threading.Event()
+
+            def settle(value: Any, error: BaseException | None) -> None:
+                if not done.done():
+                    done.set_exception(error) if error is not None else done.set_result(value)
+
+            def work() -> None:
+                try:
+                    value, error = fn(*args), None
+                except BaseException as err:  # handed to the awaiting coroutine, raised there
+                    value, error = None, err
+                with self._lock:
+                    if abandoned.is_set():
+                        self.hung -= 1
+                        return
+                    finished.set()
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(settle, value, error)
+
+            threading.Thread(target=work, name="rltrain-env-step", daemon=True).start()
+            try:
+                return await done
+            except asyncio.CancelledError:  # timed out (or the episode was cancelled): the thread runs on, unowned
+                with self._lock:
+                    if not finished.is_set():
+                        abandoned.set()
+                        self.hung += 1
+                raise
+
+    def configure(self, threads: int, max_hung: int) -> None:
+        """Resize (the rollout worker calls it once, from `env.step_threads`)."""
+        if threads < 1 or max_hung < 1:
+            raise ValueError(f"step runner needs threads >= 1 and max_hung >= 1, got {threads} and {max_hung}")
+        self.threads, self.max_hung, self._slots = threads, max_hung, None
+
+
+STEP_RUNNER = StepRunner()
+"""The rollout worker's runner for synchronous env steps (`TextEnv.astep`); resized with `configure(threads, max_hung)`."""
+
+
+def resolve_max_turns(env: TextEnv, configured: int | None) -> int:
+    """The episode turn limit: `env.max_turns` from the config, or the env's own limit when it is not set.
+
+    For a `mix`, the env's limit is its gyms' largest (each gym still truncates at its own steps). Raises ConfigError
+    when the config asks for more turns than the env allows. Preflight calls this before anything starts.
+    """
+    from rltrain.config.loader import ConfigError
+
+    limit = int(env.max_turns)
+    if configured is None:
+        return limit
+    if configured < 1:
+        raise ConfigError(f"env.max_turns={configured} must be >= 1 (or unset: the env's limit, {limit})")
+    if configured > limit:
+        raise ConfigError(f"env.max_turns={configured} exceeds {type(env).__name__}'s limit of {limit} turns (its max_steps "
+                          f"or max_turns); lower env.max_turns, raise the env's max_steps in env.kwargs, or leave "
+                          f"env.max_turns unset to use {limit}")
+    return configured
 
 
 ENVIRONMENTS: Registry[type[TextEnv]] = Registry("environment")

@@ -21,12 +21,13 @@ from rltrain.types import Task
 
 INSTRUCTIONS = (
     "There is a hidden function f of four numbers. Find the value of f on the test case.\n"
-    "Use the interact_with_env tool (or write one tagged line):\n"
-    "[action] a,b,c,d  - returns f(a,b,c,d)\n"
-    "[search] test     - shows the test case inputs\n"
-    "[answer] x        - submits f(test case)\n"
-    "[finish]          - gives up"
+    "Act through the interact_with_env tool (or write one line: [choice] content). Choices:\n"
+    "- action, content a,b,c,d: returns f(a,b,c,d)\n"
+    "- search, content test: shows the test case inputs\n"
+    "- answer, content x: submits f(test case)\n"
+    "[finish] gives up."
 )
+"""The goal and the verbs in plain words; the tool's format is rendered by the chat template (`tools=`)."""
 
 # Rule shapes: (name, formula with coefficients p, q, r). Evaluated only through `_evaluate`.
 _SHAPES: dict[str, Callable[[list[float], list[int]], float]] = {
@@ -65,7 +66,7 @@ class FunctionGym(TextEnv):
     protocol = "interact"
 
     def __init__(self, max_steps: int = 16) -> None:
-        self.max_steps = max_steps
+        self.max_steps = self.max_turns = max_steps
         self._task: Task | None = None
         self._steps = 0
 

@@ -10,10 +10,13 @@ A task is a vague request, its category and hidden missing details, each {descri
   else 0; covered details are removed; the episode ends when none remain;
 - `[finish]` ends the episode; `max_steps` truncates it. `[answer]` and `[search]` are not offered.
 
-Rules responders: `intention.evaluate` covers the remaining details whose keywords (rules only) the
-question mentions; `intention.respond` answers with the descriptions of the details just covered (passed
-in `context` for the rules only; the responder's LLM prompt never contains them), or asks to stay on the
-task. A malformed evaluator reply gives reward 0, removes nothing and sets `info["judge_error"]`; the
+Rules responders, truthful test fixtures (issue 17): `intention.evaluate` covers a remaining detail only when the
+question IS that detail's question: its canonical form (`rltrain.envs.questions.parse`) equals that of the
+detail's `inquiry` or of one of its other wordings `asks`; a compound question, a list of keywords or anything
+else covers nothing (never a guess). `intention.respond` answers with the descriptions of the details just
+covered (passed in `context` for the rules only; the responder's LLM prompt never contains them), or with
+`CANNOT_ANSWER`. The rules can score only questions in this grammar (docs/gyms.md).
+A malformed evaluator reply gives reward 0, removes nothing and sets `info["judge_error"]`; the
 responder's plain text cannot be malformed. `UserSimError` propagates (see `rltrain.envs.judged`).
 """
 
@@ -22,7 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from rltrain.envs.base import ENVIRONMENTS, StepResult
-from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json, mentions, normalize
+from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json
+from rltrain.envs.questions import parse
 from rltrain.users import USER_RULES, UserRequest
 
 IMPORTANCE_REWARD = {3: 1.0, 2: 0.7, 1: 0.4}
@@ -47,25 +51,37 @@ Answer the assistant's question naturally and briefly, as this person would, inv
 If the question is unrelated to your request, say so and steer back to the request. Reply in plain text."""
 
 
+CANNOT_ANSWER = "I cannot answer that. Please ask me about one detail of my request at a time."
+"""The responder's reply to a question that covers no remaining detail."""
+
+
+def asks_detail(question: str, detail: dict[str, Any]) -> bool:
+    """Whether `question` is, in canonical form, the detail's inquiry or one of its other wordings (`asks`).
+
+    >>> asks_detail("What's your budget?", {"inquiry": "What is your budget?"})
+    True
+    >>> asks_detail("budget dates hotel interests?", {"inquiry": "What is your budget?"})
+    False
+    """
+    return parse(question).key in {parse(q).key for q in [detail["inquiry"], *detail.get("asks", [])]}
+
+
 @USER_RULES.register("intention.evaluate")
 def evaluate_question(request: UserRequest) -> str:
-    """Covered: the remaining details whose keywords the question mentions (numbered from 1)."""
+    """Covered: the remaining details (numbered from 1) that the question asks, by the grammar."""
     question = request.context["question"]
-    covered = [i for i, d in enumerate(request.context["details"], 1) if mentions(question, d["keywords"])]
-    content_words = [w for w in request.context["task"].split() if len(normalize(w)) > 3]  # skip "me", "a", "to"
-    related = bool(covered) or bool(mentions(question, content_words))
-    return fenced_json({"thought": "keyword match", "is_task_related": related, "covered_detail_indices": covered})
+    covered = [i for i, d in enumerate(request.context["details"], 1) if asks_detail(question, d)]
+    return fenced_json({"thought": "asks a hidden detail" if covered else "cannot answer: asks no hidden detail",
+                        "is_task_related": bool(covered), "covered_detail_indices": covered})
 
 
 @USER_RULES.register("intention.respond")
 def respond(request: UserRequest) -> str:
-    """The descriptions of the details the question covered, or a request to stay on the task."""
+    """The descriptions of the details the question covered, or the "cannot answer" reply."""
     covered = request.context["covered_descriptions"]
     if covered:
         return "Good question. " + " ".join(f"{d}." for d in covered)
-    if request.context["is_task_related"]:
-        return "I have no strong preference there. Is there anything else you need to know?"
-    return f"That is not really what I need help with. My request is: {request.context['task']}"
+    return CANNOT_ANSWER
 
 
 def _format_recent(exchanges: list[tuple[str, str]]) -> str:

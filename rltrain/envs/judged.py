@@ -48,11 +48,11 @@ T = TypeVar("T")
 DATA_DIR = Path(__file__).parent / "data"
 
 PROTOCOL_RULES = (
-    "Use the interact_with_env tool (or write one tagged line):\n"
+    "Act through the interact_with_env tool (or write one line: [choice] content). Choices:\n"
     "{verbs}\n"
-    "[finish]           - end the episode\n"
-    "Think step by step before each call."
+    "[finish] ends the episode. Think step by step before each call."
 )
+"""The gym's verbs in plain words. The tool's format is rendered by the chat template (`tools=`), not written here."""
 
 
 def render_data_file(data: dict[str, list[Any]], keys: Iterable[str]) -> str:
@@ -127,6 +127,7 @@ class JudgedGym(TextEnv):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         self.max_steps, self.step_penalty, self.normalize_rewards = max_steps, step_penalty, normalize_rewards
+        self.max_turns = max_steps  # every call is a step, so no episode has more turns than steps
         # Per episode, set by reset.
         self.task: Task | None = None
         self.steps = 0
@@ -145,8 +146,7 @@ class JudgedGym(TextEnv):
     def reset(self, task: Task) -> tuple[list[dict[str, str]], dict[str, Any]]:
         self.task, self.steps, self.judge_errors = task, 0, 0
         opening = self.opening(task.data)
-        width = max(len(verb) for verb in self.verbs) + 3
-        verbs = "\n".join(f"[{verb}]".ljust(width) + f" {what}" for verb, what in self.verbs.items())
+        verbs = "\n".join(f"- {verb}: {what}" for verb, what in self.verbs.items())
         system = f"{self.goal}\n\n{PROTOCOL_RULES.format(verbs=verbs)}"
         return [{"role": "system", "content": system}, {"role": "user", "content": opening}], {}
 

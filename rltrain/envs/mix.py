@@ -4,7 +4,8 @@
 Each step's tasks are drawn from the gyms in proportion to their weights (largest remainder, deterministic
 in the seed); a task remembers its gym in `task.data["gym"]`, and each episode is played by a fresh instance of
 that gym, so trajectories carry the gym's own name (`Trajectory.env`) and per-gym scores can be computed.
-The gyms must share a protocol and a reward function: one accountant scores every trajectory.
+The gyms must share a protocol and a reward function: one accountant scores every trajectory. The mix offers the
+playing gym's tools, and its turn limit (`max_turns`) is the largest of its gyms' (each stops at its own steps).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 from typing import Any
 
 from rltrain.envs.base import ENVIRONMENTS, Split, StepResult, TextEnv, make_env
+from rltrain.tools.base import Tool
 from rltrain.types import Task
 from rltrain.users import UserReply, UserRequest
 
@@ -43,6 +45,7 @@ class MixEnv(TextEnv):
         first = next(iter(self.gyms.values()))
         self.protocol, self.reward_fn = first.protocol, first.reward_fn
         self.needs_user = any(gym.needs_user for gym in self.gyms.values())
+        self.max_turns = max(int(gym.max_turns) for gym in self.gyms.values())  # each gym still stops at its own limit
         self.active: TextEnv | None = None
         self.active_name = ""
 
@@ -70,9 +73,18 @@ class MixEnv(TextEnv):
     def reset(self, task: Task) -> tuple[list[dict[str, str]], dict[str, Any]]:
         name = task.data["gym"]
         self.active, self.active_name = make_env(name, self.specs[name][1]), name
+        self.unoffered_tool, self.malformed_call = self.active.unoffered_tool, self.active.malformed_call
         self.active.bind_user(self.user, self.episode)
         inner = Task(task.task_id.split("/", 1)[1], {k: v for k, v in task.data.items() if k != "gym"})
         return self.active.reset(inner)
+
+    def tools(self) -> list[Tool]:
+        assert self.active is not None, "reset() first"
+        return self.active.tools()
+
+    @property
+    def max_steps(self) -> int | None:  # the playing gym's step limit, for the agent loop's step count
+        return getattr(self.active, "max_steps", None)
 
     def step(self, action: str) -> StepResult:
         assert self.active is not None, "reset() first"

@@ -8,10 +8,15 @@ The persuadee holds a claim and its own initial argument for it, and starts at "
   the episode ends when the stance reaches "Strongly Disagree";
 - `[finish]` ends the episode; `max_steps` truncates it.
 
-Rules responder (`persuade.argue`): each task lists counterpoints with keywords (used by the rules only). An
-argument that raises a counterpoint not raised by an earlier argument moves the stance two levels toward
-disagreement per new counterpoint (three counterpoints reach "Strongly Disagree"); otherwise the persuadee
-restates its position. Malformed simulator JSON (or a stance off the scale) gives fallback feedback, reward 0,
+Rules responder (`persuade.argue`), a truthful test fixture (issue 17): the persuadee's stances are
+structured: each task lists `counterpoints`, each a `point` (a proposition the persuadee does not hold yet and
+concedes once it is argued) with optional other wordings in `says`. An argument concedes a point when one of its
+sentences states the point (contains its words in order, not negated, not hedged: `rltrain.envs.questions`);
+the stance moves two levels toward disagreement for a point conceded for the first time. An argument that
+states two or more points is a list, not an argument, and concedes nothing (so listing every point, however
+often, earns 0); a bag of keywords states no point at all. Three arguments, one point each, reach "Strongly Disagree". The rules
+cannot judge free-text persuasion (docs/gyms.md): only the LLM persuadee scores that for training.
+Malformed simulator JSON (or a stance off the scale) gives fallback feedback, reward 0,
 an unchanged stance and `info["judge_error"]`; `UserSimError` propagates (see `rltrain.envs.judged`).
 """
 
@@ -20,7 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from rltrain.envs.base import ENVIRONMENTS, StepResult
-from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json, mentions
+from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json
+from rltrain.envs.questions import states
 from rltrain.users import USER_RULES, UserRequest
 
 STANCES = ("Strongly Agree", "Agree", "Partly Agree", "Neutral", "Partly Disagree", "Disagree", "Strongly Disagree")
@@ -49,18 +55,27 @@ def stance_index(value: Any) -> int:
     raise JudgeError(f"stance={value!r} is not on the scale {', '.join(STANCES)}")
 
 
+def conceded(argument: str, counterpoints: list[dict[str, Any]]) -> list[str]:
+    """The counterpoints (by `point`) that `argument` states, in task order."""
+    return [p["point"] for p in counterpoints if any(states(argument, w) for w in [p["point"], *p.get("says", [])])]
+
+
+def one_point(argument: str, counterpoints: list[dict[str, Any]]) -> list[str]:
+    """The one counterpoint `argument` states, or [] when it states none or several (a list is no argument)."""
+    points = conceded(argument, counterpoints)
+    return points if len(points) == 1 else []
+
+
 @USER_RULES.register("persuade.argue")
 def argue_back(request: UserRequest) -> str:
-    """Two levels toward disagreement per counterpoint that this argument raises for the first time."""
+    """Two levels toward disagreement when the argument states exactly one counterpoint, not conceded before."""
     context = request.context
-    earlier = [p["point"] for p in context["counterpoints"]
-               if any(mentions(a, p["keywords"]) for a in context["earlier_arguments"])]
-    new = [p["point"] for p in context["counterpoints"]
-           if p["point"] not in earlier and mentions(context["argument"], p["keywords"])]
+    earlier = {p for a in context["earlier_arguments"] for p in one_point(a, context["counterpoints"])}
+    new = [p for p in one_point(context["argument"], context["counterpoints"]) if p not in earlier]
     stance = STANCES[min(len(STANCES) - 1, stance_index(context["stance"]) + 2 * len(new))]
-    response = f"That is a fair point: {'; '.join(new)}. I am less sure now." if new else \
+    response = f"That is a fair point: {new[0]}. I am less sure now." if new else \
         f"I am not convinced. {context['persuadee_argument']}"
-    return fenced_json({"thought": f"new counterpoints: {new}", "response": response, "stance": stance})
+    return fenced_json({"thought": f"conceded: {new}", "response": response, "stance": stance})
 
 
 @ENVIRONMENTS.register("persuade")

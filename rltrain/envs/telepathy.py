@@ -7,18 +7,23 @@ The simulated user thinks of a target entity. Verbs (spec §1.3):
   guess ends the episode;
 - `[finish]` ends the episode; `max_steps` truncates it.
 
-Rules responders (`telepathy.question`, `telepathy.guess`): Yes when the question mentions one of the
-entity's listed attributes, No otherwise; a guess is right when its normalized text names the entity or one
-of its aliases. Malformed simulator JSON gives fallback feedback, reward 0 and `info["judge_error"]`;
+Rules responders (`telepathy.question`, `telepathy.guess`) are truthful test fixtures (issue 17): a question
+is answered only from the entity's structured facts (`facts: {true: [...], false: [...]}`, built by
+`rltrain.envs.taskgen.telepathy`) through the constrained grammar of `rltrain.envs.questions`: Yes or No when
+the question is one proposition of the table (negations counted), else `CANNOT_ANSWER` ("Maybe"), never a
+guess. A guess is right only when, after a lead-in such as "It is" or "My guess is", it IS the entity's name
+or an alias; a guess that lists several names is wrong (keyword stuffing scores 0). Malformed simulator JSON gives fallback feedback, reward 0 and `info["judge_error"]`;
 `UserSimError` propagates (see `rltrain.envs.judged`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rltrain.envs.base import ENVIRONMENTS, StepResult
-from rltrain.envs.judged import JudgedGym, fenced_json, mentions, normalize, one_of
+from rltrain.envs.judged import JudgedGym, fenced_json, normalize, one_of
+from rltrain.envs.questions import NO_FACTS, Facts
 from rltrain.users import USER_RULES, UserRequest
 
 QUESTION_SYSTEM = """You are a telepathic entity playing a mind reading game. You are thinking of: {entity}.
@@ -34,19 +39,44 @@ target entity if the guess is wrong. Reply with JSON only, wrapped in ```json ..
 {{"thought": "your reasoning", "judgment": "Yes" or "No", "feedback": "one or two sentences"}}"""
 
 
+CANNOT_ANSWER = "Maybe"
+"""The reply to a question outside the grammar or not decided by the facts (UserRL's own third answer)."""
+GUESS_LEAD_INS = re.compile(r"^(?:(?:i think|i guess|my guess is|my final guess is|the answer is|my answer is|"
+                            r"it is|it s|its|is it|you are thinking of|are you thinking of)\s+)+")
+
+
+def facts_of(data: dict[str, Any]) -> Facts:
+    """A task's ground truth as a decidable table (`data["facts"]`)."""
+    return Facts.of(data["facts"]["true"], data["facts"]["false"])
+
+
 @USER_RULES.register("telepathy.question")
 def answer_question(request: UserRequest) -> str:
-    """Yes when the question mentions one of the entity's attributes, else No."""
-    hit = mentions(request.context["question"], request.context["attributes"])
-    return fenced_json({"thought": f"mentions {hit}" if hit else "no listed attribute", "response": "Yes" if hit else "No"})
+    """Yes or No when the facts decide the question, else the "cannot answer" reply."""
+    truth = Facts.of(**request.context["facts"]).decide(request.context["question"])
+    if truth is None:
+        return fenced_json({"thought": "cannot answer: not one proposition the facts decide", "response": CANNOT_ANSWER})
+    return fenced_json({"thought": "decided by the facts", "response": "Yes" if truth else "No"})
+
+
+def names_entity(guess: str, names: list[str]) -> bool:
+    """Whether `guess` is one of `names` (after a lead-in and articles), not a list that contains one.
+
+    >>> names_entity("It is an African Elephant!", ["Elephant", "African elephant"])
+    True
+    >>> names_entity("elephant, dolphin, shark", ["Elephant"])
+    False
+    """
+    text = GUESS_LEAD_INS.sub("", normalize(guess))
+    return normalize(text) in {normalize(n) for n in names}
 
 
 @USER_RULES.register("telepathy.guess")
 def judge_guess(request: UserRequest) -> str:
-    """Yes when the normalized guess contains the entity's name or one of its aliases as whole words."""
-    names = [request.context["entity"], *request.context["aliases"]]
-    right = bool(mentions(request.context["guess"], names)) or normalize(request.context["guess"]) in map(normalize, names)
-    return fenced_json({"thought": "name match" if right else "no name match", "judgment": "Yes" if right else "No",
+    """Yes when the guess is exactly the entity's name or one of its aliases (a list of candidates is wrong)."""
+    right = names_entity(request.context["guess"], [request.context["entity"], *request.context["aliases"]])
+    return fenced_json({"thought": "names the entity" if right else "does not name exactly the entity",
+                        "judgment": "Yes" if right else "No",
                         "feedback": "You got it!" if right else "That is not what I am thinking of. Keep asking."})
 
 
@@ -71,7 +101,7 @@ class TelepathyGym(JudgedGym):
         return UserRequest(hat="judge" if what == "guess" else "user", system=system.format(entity=data["target_entity"]),
                            messages=({"role": "user", "content": text},), rule=f"telepathy.{what}",
                            context={"entity": data["target_entity"], "aliases": data["aliases"],
-                                    "attributes": data["attributes"], what: text})
+                                    "attributes": data["attributes"], "facts": data.get("facts", NO_FACTS), what: text})
 
     async def act(self, verb: str, content: str) -> StepResult:
         if verb == "action":

@@ -48,6 +48,8 @@ from typing import Any
 from rltrain.envs.base import ENVIRONMENTS, StepResult
 from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json, normalize, one_of
 from rltrain.envs.travel_data import ASPECT_INITIAL, ASPECT_WORDS, CATALOG, OPTION_SCHEMAS
+from rltrain.tools.base import Tool
+from rltrain.tools.interact import InteractTool
 from rltrain.users import USER_RULES, UserRequest
 
 INITIAL_ASPECT = {initial: aspect for aspect, initial in ASPECT_INITIAL.items()}
@@ -224,6 +226,10 @@ class TravelGym(JudgedGym):
         self.rng = random.Random(0)
 
     # -- episode state -----------------------------------------------------------------------------------------
+
+    def tools(self) -> list[Tool]:
+        """UserBench's interact_with_env, with its required `thought` field (spec §1.3; Travel only)."""
+        return [InteractTool(thought=True)]
 
     def opening(self, data: dict[str, Any]) -> str:
         dims = data["dimensions"]

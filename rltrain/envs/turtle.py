@@ -10,9 +10,15 @@ criteria, a list of {statement, weight} whose weights sum to 1. Verbs (spec §1.
   truth; the episode ends when score >= `success_threshold` (1.0, as UserRL's env manager sets it);
 - `[finish]` ends the episode; `max_steps` truncates it.
 
-Rules responders (`turtle.question`, `turtle.answer`): each criterion also lists keywords (used by the rules
-only). A question is answered Yes when it mentions a keyword of any criterion, No otherwise; a story scores
-1.0 on a criterion when it mentions all of the criterion's keywords, 0.5 when some, 0 when none.
+Rules responders (`turtle.question`, `turtle.answer`) are truthful test fixtures (issue 17) that read only the
+story's structured facts (`facts: {true, false}`, and per criterion the true `facts` that cover it; authored in
+`rltrain.envs.taskgen.turtle`) through the grammar of `rltrain.envs.questions`. A question is answered Yes or
+No when it is one proposition of the table, else `CANNOT_ANSWER` ("Maybe"). A story scores 1.0 on a criterion
+when one of its clauses states one of the criterion's facts as the table has it (a false one by its
+negation), else 0; a story with a clause that contradicts
+the facts (a false explanation, or both sides of one) scores 0 on every criterion, so listing candidate
+explanations earns nothing; a bag of keywords states no fact and scores 0. A free-text story the grammar cannot
+read scores 0 here: only the LLM judge scores those (docs/gyms.md, "Which gyms a rules user can score").
 Malformed simulator JSON (including a wrong number of scores or a score off {0, 0.5, 1}) gives fallback
 feedback, reward 0 and `info["judge_error"]`; `UserSimError` propagates (see `rltrain.envs.judged`).
 """
@@ -23,7 +29,8 @@ import json
 from typing import Any
 
 from rltrain.envs.base import ENVIRONMENTS, StepResult
-from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json, mentions, one_of
+from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json, one_of
+from rltrain.envs.questions import NO_FACTS, Facts, key
 from rltrain.users import USER_RULES, UserRequest
 
 JUDGMENTS = (0.0, 0.5, 1.0)
@@ -48,23 +55,45 @@ Reply with JSON only, wrapped in ```json ... ```:
 {{"scores": [{{"statement": "...", "thought": "...", "score": 0 or 0.5 or 1.0}}, ...], "feedback": "..."}}"""
 
 
+CANNOT_ANSWER = "Maybe"
+"""The reply to a question outside the grammar or not decided by the facts."""
+
+
+def facts_of(data: dict[str, Any]) -> Facts:
+    """A story's ground truth as a decidable table (`data["facts"]`)."""
+    return Facts.of(data["facts"]["true"], data["facts"]["false"])
+
+
 @USER_RULES.register("turtle.question")
 def answer_question(request: UserRequest) -> str:
-    """Yes when the question mentions a keyword of any criterion, else No."""
-    keywords = [k for criterion in request.context["criteria"] for k in criterion["keywords"]]
-    hit = mentions(request.context["question"], keywords)
-    return fenced_json({"thought": f"mentions {hit}" if hit else "unrelated to the bottom", "response": "Yes" if hit else "No"})
+    """Yes or No when the story's facts decide the question, else the "cannot answer" reply."""
+    truth = Facts.of(**request.context["facts"]).decide(request.context["question"])
+    if truth is None:
+        return fenced_json({"thought": "cannot answer: not one proposition the facts decide", "response": CANNOT_ANSWER})
+    return fenced_json({"thought": "decided by the facts", "response": "Yes" if truth else "No"})
+
+
+def story_judgments(story: str, facts: Facts, criteria: list[dict[str, Any]]) -> tuple[list[float], list[str]]:
+    """Per criterion 1.0 when the story states one of its facts truly, else 0; all 0 when a clause contradicts the facts.
+
+    Returns the judgments and the contradicting clauses.
+    """
+    wrong = facts.contradictions(story)
+    if wrong:
+        return [0.0] * len(criteria), wrong
+    said = set(facts.asserted(story))  # no contradiction: every stated key agrees with the table
+    return [1.0 if any(key(f) in said for f in c["facts"]) else 0.0 for c in criteria], []
 
 
 @USER_RULES.register("turtle.answer")
 def judge_story(request: UserRequest) -> str:
-    """Per criterion: 1.0 when the story mentions all its keywords, 0.5 when some, 0 when none."""
-    scores = []
-    for criterion in request.context["criteria"]:
-        hit = mentions(request.context["story"], criterion["keywords"])
-        score = 1.0 if len(hit) == len(criterion["keywords"]) else 0.5 if hit else 0.0
-        scores.append({"statement": criterion["statement"], "thought": f"mentions {hit}", "score": score})
-    return fenced_json({"scores": scores, "feedback": "Thanks for your story."})
+    """The rubric from the story's stated facts (see `story_judgments`)."""
+    criteria = request.context["criteria"]
+    judgments, wrong = story_judgments(request.context["story"], Facts.of(**request.context["facts"]), criteria)
+    scores = [{"statement": c["statement"], "thought": "contradicted" if wrong else "stated" if j else "not stated",
+               "score": j} for c, j in zip(criteria, judgments)]
+    return fenced_json({"scores": scores, "feedback": "Part of your story contradicts the truth." if wrong
+                        else "Thanks for your story."})
 
 
 @ENVIRONMENTS.register("turtle")
@@ -100,7 +129,8 @@ class TurtleGym(JudgedGym):
         return UserRequest(hat="judge" if what == "story" else "user", system=system,
                            messages=({"role": "user", "content": text},),
                            rule="turtle.answer" if what == "story" else "turtle.question",
-                           context={"bottom": data["bottom"], "criteria": data["evaluation_criteria"], what: text})
+                           context={"bottom": data["bottom"], "criteria": data["evaluation_criteria"],
+                                    "facts": data.get("facts", NO_FACTS), what: text})
 
     def _judgments(self, value: dict[str, Any]) -> list[float]:
         scores = value["scores"]

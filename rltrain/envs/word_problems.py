@@ -83,6 +83,7 @@ class WordProblemsEnv(TextEnv):
     """One question, one assistant turn (a rationale, then the answer)."""
 
     reward_fn = "word_problems"
+    max_turns = 1  # one question, one answer
 
     def __init__(self, cot_trigger: str = COT_TRIGGER, path: str | None = None, test_fraction: float = 0.2) -> None:
         self.cot_trigger = cot_trigger

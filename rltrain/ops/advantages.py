@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["grpo_outcome_advantages", "rloo_advantages"]
+__all__ = ["flat_groups", "grpo_outcome_advantages", "rloo_advantages"]
 
 
 def _check_grouped_scores(name: str, scores: Tensor, group_ids: Tensor) -> None:
@@ -43,6 +43,22 @@ def _group_index(group_ids: Tensor) -> tuple[Tensor, Tensor]:
     return inverse, counts
 
 
+def flat_groups(scores: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Which groups carry no GRPO signal: two or more responses whose scores are all exactly equal.
+
+    Exact equality (max == min), not a small std: a tie on a value that binary cannot represent (0.1, 0.7,
+    1/3) leaves a float32 std of ~1e-8, which divided by ``std + eps`` would give advantages up to 0.1.
+
+    Returns:
+        ``(flat, inverse)``: ``flat`` (G,) bool per group, ``inverse`` (B,) the dense group index of each response.
+    """
+    inverse, counts = _group_index(group_ids)  # (B,), (G,)
+    num_groups = counts.shape[0]
+    highs = scores.new_full((num_groups,), float("-inf")).scatter_reduce_(0, inverse, scores, "amax")  # (G,)
+    lows = scores.new_full((num_groups,), float("inf")).scatter_reduce_(0, inverse, scores, "amin")  # (G,)
+    return (highs == lows) & (counts > 1), inverse
+
+
 def grpo_outcome_advantages(
     scores: Tensor,
     group_ids: Tensor,
@@ -56,7 +72,9 @@ def grpo_outcome_advantages(
     group mean and ``std_g`` the unbiased (Bessel, ``N - 1``) standard
     deviation, as ``torch.std`` computes it. A group of one response gets
     ``mean = 0`` and ``std = 1``, so its advantage is its own score (divided by
-    ``1 + eps``), not 0. A group whose scores are all equal gets advantage 0.
+    ``1 + eps``), not 0. A group of two or more whose scores are all exactly
+    equal (max == min) gets advantage exactly 0: rounding in the mean and std
+    would otherwise give it up to ~0.1 in float32 (0.7 x 16), as verl does.
     This is verl ``compute_grpo_outcome_advantage`` (v0.9.1) on the summed
     token rewards (spec §1.7 steps 2-3, §7.2 A3/A4). ``norm_by_std=False`` is
     the Dr. GRPO variant (arXiv 2503.20783); GRPO is arXiv 2402.03300.
@@ -93,6 +111,8 @@ def grpo_outcome_advantages(
         advantages = scores - means[inverse]  # (B,)
         if norm_by_std:
             advantages = advantages / (stds[inverse] + eps)
+        flat, _ = flat_groups(scores, group_ids)  # (G,)
+        advantages = advantages.masked_fill(flat[inverse], 0.0)
     return advantages
 
 

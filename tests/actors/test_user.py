@@ -365,3 +365,32 @@ def test_local_model_backend_counts_tokens(cluster: None, tiny_model: Path) -> N
 
 async def _two(client: UserClient, request: UserRequest) -> tuple[UserReply, UserReply]:
     return await client.respond(request), await client.respond(request)
+
+
+# -- one service for every non-policy model: pool models by name (issue 14) -------------------------------------
+
+
+def test_pool_models_are_served_by_name_and_recorded_for_the_ledger(start, endpoint: str) -> None:
+    from rltrain.config.users import PoolModel
+    from rltrain.costs import load_price_table, record_from_call
+
+    pool = (PoolModel("gpt-4.1-mini", backend="openai", base_url=endpoint),
+            PoolModel("gpt-4.1", backend="openai", base_url="http://127.0.0.1:9/v1"))  # nothing listens there
+    (actor,), client = start(api_key_env=KEY_ENV, pool=pool, retries=0)
+    ask = UserRequest(hat="pool", system="Be brief.", messages=({"role": "user", "content": "q#0"},), episode="p#0",
+                      model="gpt-4.1-mini")
+    reply = asyncio.run(client.respond(ask))
+    assert (reply.text, reply.backend, reply.model, reply.prompt_tokens) == ("pong q#0", "openai:gpt-4.1-mini", "gpt-4.1-mini", 11)
+    assert _Endpoint.bodies[-1]["model"] == "gpt-4.1-mini"
+    record = record_from_call(reply.record(ask), "p#0", 0)
+    assert (record.role, record.model, record.input_tokens, record.output_tokens) == ("pool", "gpt-4.1-mini", 11, 3)
+    assert load_price_table("xrouter-2025").price(record).usd == pytest.approx(11 / 1e6 * 0.40 + 3 / 1e6 * 1.60)
+    cached = asyncio.run(client.respond(ask))  # temperature 0: cached, and still names its model
+    assert (cached.backend, cached.model) == ("cache", "gpt-4.1-mini")
+    with pytest.raises(UserSimError, match="cannot reach"):  # the pool model's engine is down: an error, retried then raised
+        asyncio.run(client.respond(UserRequest(hat="pool", system="", messages=ask.messages, episode="p#1", model="gpt-4.1")))
+    with pytest.raises(UserSimError, match="add it to users.pool"):
+        asyncio.run(client.respond(UserRequest(hat="pool", system="", messages=ask.messages, episode="p#2", model="o3")))
+    import ray
+
+    assert sorted(ray.get(actor.models.remote())) == ["gpt-4.1", "gpt-4.1-mini"]

@@ -125,3 +125,10 @@ def test_equalized_credit_is_outcome_grpo() -> None:
     A = 1.0 / (math.sqrt(2.0) + 1e-6)
     torch.testing.assert_close(batch.advantages[1][batch.loss_mask[1]], torch.full((4,), A))
     torch.testing.assert_close(batch.advantages[0][batch.loss_mask[0]], torch.full((4,), -A))
+
+
+def test_sum_score_counts_the_final_no_call_turn() -> None:
+    """Spec §1.7: T counts every assistant turn; rewards [1.0] then a plain-text answer score (1 + 0) / 2 = 0.5."""
+    traj = multiturn([1.0, 0.0], 0)
+    traj.turn_rewards = [1.0]
+    assert grpo("algorithm.grpo.trajectory_score=sum").group_score(traj) == 0.5

@@ -284,3 +284,30 @@ def test_doctests() -> None:
 
     # pytest's --doctest-modules skips bench/ (addopts --ignore=bench), so the formatting examples run here
     assert doctest.testmod(report).failed == 0
+
+
+def test_tables_without_a_result_file_are_kept_and_flagged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 13 part 7: a table whose JSON was never committed is not passed off as re-derivable, nor thrown away."""
+    old_table = "Measured earlier:\n\n| measure | rate |\n|---|---|\n| copy_ | 47.4 |"
+    readme = tmp_path / "README.md"
+    readme.write_text(README.replace("<!-- results:limits --><!-- /results:limits -->",
+                                     f"<!-- results:limits -->\n\n{old_table}\n\n<!-- /results:limits -->"))
+    results = write_results(tmp_path / "results", sync=SYNC)
+    report.update_readme(readme, results)
+    first = readme.read_text()
+    block = first.split("<!-- results:limits -->")[1].split("<!-- /results:limits -->")[0].strip()
+    assert block.startswith(f"{report.UNBACKED} for `bench/results/limits.json`")
+    assert "`rltrain bench limits`" in block and block.endswith(old_table)
+    assert "not run yet: `python -m bench.rollout`" in first  # an empty block has nothing to keep
+    assert report.update_readme(readme, results) == ([], [])  # idempotent: the flag is not added twice
+    assert report.unbacked_blocks(readme) == ["limits"]
+    assert report.main(["--check", "--readme", str(readme), "--results", str(results)]) == 0
+    assert "no committed result file behind limits" in capsys.readouterr().out
+    limits = {"matmul": {"float32": {"dtype": "float32", "n": 2048, "calls": 16, "flops_per_s": 1.5e11}},
+              "bandwidth": {"size_mib": 512, "copy_bytes_per_s": 2.2e10, "read_bytes_per_s": 3.0e10},
+              "torch_threads": 2, "repeats": 3, "target_s": 1.5}
+    write_results(results, limits=limits)  # once the file exists, the block is generated from it
+    report.update_readme(readme, results)
+    assert report.unbacked_blocks(readme) == []
+    block = readme.read_text().split("<!-- results:limits -->")[1].split("<!-- /results:limits -->")[0]
+    assert "47.4" not in block and "| copy_ | 512 MiB, read+write | 22.0 | GB/s |" in block

@@ -8,15 +8,26 @@ import pytest
 
 from rltrain.config import ConfigError, RunConfig, describe, load_config
 from rltrain.config.loader import apply_overrides
-from rltrain.driver import check_resources, prepare
 from rltrain.models import ModelNotFoundError, resolve_model
+from rltrain.preflight import prepare, requirements
 
 CONFIGS = sorted((Path(__file__).parents[2] / "launch" / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path: Path) -> None:
-    assert isinstance(load_config(path), RunConfig)
+    """Every shipped config loads with the loader of its command: `rltrain sft` (sft_*), `rltrain adapt` (adapt*),
+    otherwise `rltrain train`/`eval`."""
+    if path.name.startswith("sft_"):
+        from rltrain.config.sft import SFTRun, load_sft_config
+
+        assert isinstance(load_sft_config(path), SFTRun)
+    elif path.name.startswith("adapt"):
+        from rltrain.adapt.command import AdaptRunConfig, load_adapt_config
+
+        assert isinstance(load_adapt_config(str(path), []), AdaptRunConfig)
+    else:
+        assert isinstance(load_config(path), RunConfig)
 
 
 def test_overrides_are_typed() -> None:
@@ -73,10 +84,10 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 def test_resources_checked_against_cluster() -> None:
     cfg = load_config(None, ["rollout.num_workers=4", "learner.num_gpus=1"])
     with pytest.raises(ConfigError, match="the roles need 5.5 CPUs"):
-        check_resources(cfg, {"CPU": 2.0})
+        requirements(cfg).check({"CPU": 2.0})
     with pytest.raises(ConfigError, match="the roles need 1 GPUs but the cluster has 0"):
-        check_resources(cfg, {"CPU": 16.0})
-    check_resources(cfg, {"CPU": 16.0, "GPU": 1.0})
+        requirements(cfg).check({"CPU": 16.0})
+    requirements(cfg).check({"CPU": 16.0, "GPU": 1.0})
 
 
 def test_unknown_names_fail_in_prepare(tiny_model: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from rltrain import doctor
 from rltrain.config import ConfigError, load_config
-from rltrain.driver import check_resources, required_cpus
 from rltrain.placement import POLICY, Node, matches_selector, plan_placement
+from rltrain.preflight import requirements
 
 TINY = Path(__file__).parents[2] / "launch/configs/tiny.yaml"
 
@@ -24,7 +24,7 @@ def test_default_is_one_group_per_role_with_the_old_cpu_count() -> None:
     assert plan.mode == "separate" and set(plan.groups) == {"learner", "rollout"}
     assert plan.groups["learner"].bundles == ({"CPU": 1.0},) * 2 and plan.groups["learner"].strategy == "PACK"
     assert where(plan, "rollout") == [("rollout", 0), ("rollout", 1)]
-    assert required_cpus(cfg) == 4.5  # what the driver asked for before placement groups existed
+    assert requirements(cfg).cpus == 4.5  # what the driver asked for before placement groups existed
     assert plan.describe() == "separate; learner: 2 x {CPU: 1} PACK; rollout: 2 x {CPU: 1} PACK"
 
 
@@ -91,28 +91,28 @@ def test_pins_are_checked_against_the_cluster_before_any_actor() -> None:
     with pytest.raises(ConfigError, match=r"placement.rollout.resources.rollout_node: the roles request 0.02 rollout_node "
                                           r"in all, but the cluster has 0; start the nodes meant for rollout with `ray start "
                                           r"--resources '\{\"rollout_node\": 1\}'`"):
-        check_resources(cfg, {"CPU": 8.0})
+        requirements(cfg).check({"CPU": 8.0})
     nodes = [node("a" * 56, CPU=4), node("b" * 56, CPU=4, rollout_node=1)]
-    check_resources(cfg, {"CPU": 8.0, "rollout_node": 1.0}, nodes)
+    requirements(cfg).check({"CPU": 8.0, "rollout_node": 1.0}, nodes)
     too_big = load_config(TINY, ["placement.rollout.resources={rollout_node: 0.01}", "rollout.num_cpus=5"])
     with pytest.raises(ConfigError, match=r"a bundle of rollout: 2 x \{CPU: 5, rollout_node: 0.01\} PACK fits no node of the "
                                           r"cluster \(node aaaaaaaa \{CPU: 4\}; node bbbbbbbb \{CPU: 4, rollout_node: 1\}\)"):
-        check_resources(too_big, {"CPU": 20.0, "rollout_node": 1.0}, nodes)
+        requirements(too_big).check({"CPU": 20.0, "rollout_node": 1.0}, nodes)
 
 
 def test_strict_strategies_and_labels_are_checked_per_node() -> None:
     one_node = [node("a" * 56, CPU=8, GPU=2)]
     spread = load_config(TINY, ["placement.learner.strategy=STRICT_SPREAD"])
     with pytest.raises(ConfigError, match="placement.learner.strategy=STRICT_SPREAD needs 2 nodes .* but 1 do; use SPREAD"):
-        check_resources(spread, {"CPU": 8.0}, one_node)
-    check_resources(spread, {"CPU": 8.0}, [node("a" * 56, CPU=4), node("b" * 56, CPU=4)])
+        requirements(spread).check({"CPU": 8.0}, one_node)
+    requirements(spread).check({"CPU": 8.0}, [node("a" * 56, CPU=4), node("b" * 56, CPU=4)])
     pack = load_config(TINY, ["placement.rollout.strategy=STRICT_PACK", "rollout.num_cpus=3"])
     with pytest.raises(ConfigError, match=r"STRICT_PACK needs one node with \{CPU: 6\}"):
-        check_resources(pack, {"CPU": 10.0}, [node("a" * 56, CPU=5), node("b" * 56, CPU=5)])
+        requirements(pack).check({"CPU": 10.0}, [node("a" * 56, CPU=5), node("b" * 56, CPU=5)])
     labelled = load_config(TINY, ["placement.rollout.labels={pool: gen}"])
     with pytest.raises(ConfigError, match="fits no node"):
-        check_resources(labelled, {"CPU": 8.0}, one_node)
-    check_resources(labelled, {"CPU": 8.0}, [node("a" * 56, {"pool": "gen"}, CPU=8)])
+        requirements(labelled).check({"CPU": 8.0}, one_node)
+    requirements(labelled).check({"CPU": 8.0}, [node("a" * 56, {"pool": "gen"}, CPU=8)])
 
 
 def test_label_selector_syntax() -> None:

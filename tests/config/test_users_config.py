@@ -8,7 +8,7 @@ import pytest
 
 import rltrain.envs.telepathy  # noqa: F401  (registers a gym that needs a user)
 from rltrain.config import ConfigError, load_config
-from rltrain.driver import check_resources, prepare, required_cpus
+from rltrain.preflight import prepare, requirements
 
 
 @pytest.mark.parametrize(
@@ -56,10 +56,10 @@ def test_a_gym_that_needs_a_user_checks_the_users_section(tiny_model: Path, tmp_
 def test_user_actors_count_in_resources_only_when_the_gym_needs_them() -> None:
     plain = load_config(None, ["users.num_actors=4", "users.num_cpus=1"])  # arithmetic: no user actors
     telepathy = load_config(None, ["env.name=telepathy", "users.num_actors=4", "users.num_cpus=1", "users.num_gpus=0.5"])
-    assert required_cpus(telepathy) == required_cpus(plain) + 4
+    assert requirements(telepathy).cpus == requirements(plain).cpus + 4
     with pytest.raises(ConfigError, match=r"users.num_actors x users.num_cpus"):
-        check_resources(telepathy, {"CPU": required_cpus(plain)})
+        requirements(telepathy).check({"CPU": requirements(plain).cpus})
     with pytest.raises(ConfigError, match="the roles need 2 GPUs"):
-        check_resources(telepathy, {"CPU": 64.0})
-    check_resources(telepathy, {"CPU": 64.0, "GPU": 2.0})
-    check_resources(plain, {"CPU": required_cpus(plain)})
+        requirements(telepathy).check({"CPU": 64.0})
+    requirements(telepathy).check({"CPU": 64.0, "GPU": 2.0})
+    requirements(plain).check({"CPU": requirements(plain).cpus})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rltrain.envs.intention import IMPORTANCE_REWARD
+from rltrain.envs.intention import CANNOT_ANSWER, IMPORTANCE_REWARD
 from rltrain.types import Task
 
 JAPAN = "intention-00-help-me-plan-a-trip-to"  # details: dates (3), budget (3), interests (2), accommodation (1)
@@ -61,15 +61,17 @@ def test_what_evaluator_and_responder_see(scripted_user, start_gym) -> None:
 
 
 def test_rules_user(rules_user, start_gym) -> None:
-    """Rules: details covered by keyword; the responder reveals the covered details."""
+    """Rules (issue 17): a question covers a detail only when it is that detail's question; the responder reveals it."""
     env = start_gym("intention", rules_user, JAPAN)
-    budget = env.step("[action] What is your budget?")
+    budget = env.step("[action] What's your budget?")
     assert budget.reward == 1.0 and "3000 dollars" in budget.observation
-    two = env.step("[action] What do you enjoy, and which hotel do you want?")  # interests (2) + accommodation (1)
-    assert two.reward == pytest.approx(0.5)
-    off = env.step("[action] Do you like football?")
-    assert off.reward == 0 and "not really what I need" in off.observation
-    last = env.step("[action] When are you going, and for how long?")
+    two = env.step("[action] What do you enjoy doing on holiday, and what kind of accommodation do you prefer?")
+    assert two.reward == 0 and two.observation == CANNOT_ANSWER  # compound: covers nothing
+    off = env.step("[action] budget dates hotel interests accommodation enjoy")  # keywords: covers nothing
+    assert off.reward == 0 and off.observation == CANNOT_ANSWER
+    assert env.step("[action] What do you enjoy doing on holiday?").reward == pytest.approx(0.7)
+    assert env.step("[action] What kind of accommodation do you prefer?").reward == pytest.approx(0.4)
+    last = env.step("[action] How long will you travel, and when?")
     assert last.reward == 1.0 and last.terminated
 
 

@@ -44,14 +44,21 @@ def test_persuadee_sees_the_debate(scripted_user, start_gym) -> None:
 
 
 def test_rules_user_counterpoints(rules_user, start_gym) -> None:
-    """Rules: two levels per counterpoint raised for the first time; three counterpoints reach SD."""
+    """Rules (issue 17): two levels per counterpoint stated alone for the first time; three reach SD."""
     env = start_gym("persuade", rules_user, HOMEWORK)
-    habits = env.step("[action] Homework builds good study habits.")
+    habits = env.step("[action] Homework builds study habits and discipline.")
     assert habits.reward == pytest.approx(2 / 6) and habits.info["stance"] == "Partly Agree"
-    again = env.step("[action] Again: habits matter.")  # nothing new
+    again = env.step("[action] Again: homework builds study habits and discipline!")  # nothing new
     assert again.reward == 0 and again.info["stance"] == "Partly Agree" and "not convinced" in again.observation
-    both = env.step("[answer] Practice improves retention, and parents get involved.")
-    assert both.reward == pytest.approx(4 / 6) and both.terminated and both.info["stance"] == "Strongly Disagree"
+    denied = env.step("[action] Practice at home does not improve retention of what was learned.")  # negated
+    assert denied.reward == 0
+    both = env.step("[answer] Practice at home improves retention of what was learned. "
+                    "Homework lets parents see what their children learn.")  # two points: a list, nothing
+    assert both.reward == 0 and both.info["stance"] == "Partly Agree"
+    practice = env.step("[answer] Practice at home improves retention of what was learned.")
+    assert practice.reward == pytest.approx(2 / 6) and practice.info["stance"] == "Partly Disagree"
+    last = env.step("[answer] Homework lets parents see what their children learn.")
+    assert last.reward == pytest.approx(2 / 6) and last.terminated and last.info["stance"] == "Strongly Disagree"
 
 
 @pytest.mark.parametrize("reply", [said("Somewhat agree"), '{"response": "ok"}', "I now disagree."])

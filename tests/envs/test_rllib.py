@@ -24,7 +24,7 @@ def test_turns_reproduce_the_gym(rules_user) -> None:
     obs, infos = env.reset(seed=0)
     entity = env.env.data["target_entity"]
     assert set(obs) == {AGENT} and "[finish]" in obs[AGENT] and env.observation_spaces[AGENT].contains(obs[AGENT])
-    obs, rewards, done, cut, _ = env.step({AGENT: "[action] Is it a vehicle made of plastic?"})
+    obs, rewards, done, cut, _ = env.step({AGENT: "[action] Is it an animal?"})
     assert set(obs) == {USER} and obs[USER]["proposed_reply"] in ("Yes", "No") and rewards == {AGENT: 0.0}
     assert obs[USER]["message"].startswith("[action]") and env.observation_spaces[USER].contains(obs[USER])
     obs, rewards, done, cut, _ = env.step({USER: "No (rewritten by the user agent)"})

@@ -12,7 +12,7 @@ from rltrain.types import Task
 # The spec's example weights, 0.5 / 0.2 / 0.2 / 0.1.
 STORY = Task("turtle-test", {
     "id": "turtle-test", "title": "T", "surface": "A man laughs at a funeral.", "bottom": "It was a prank funeral.",
-    "evaluation_criteria": [{"statement": f"S{i}", "weight": w, "keywords": [f"k{i}"]}
+    "evaluation_criteria": [{"statement": f"S{i}", "weight": w, "facts": [f"k{i}"]}
                             for i, w in enumerate((0.5, 0.2, 0.2, 0.1))]})
 
 
@@ -46,15 +46,17 @@ def test_success_threshold(scripted_user, start_gym) -> None:
 
 
 def test_rules_user(rules_user, start_gym) -> None:
-    """Rules: Yes iff a criterion keyword is mentioned; 1.0/0.5/0 per criterion by keywords mentioned."""
-    env = start_gym("turtle", rules_user, "turtle-the-elevator")  # weights 0.5 short / 0.3 reach+button / 0.2 umbrella
+    """Rules: questions answered from the story's facts; 1.0 per criterion whose fact the story states (issue 17)."""
+    env = start_gym("turtle", rules_user, "turtle-the-elevator")  # weights 0.5 short / 0.3 reach / 0.2 umbrella
     assert env.step("[action] Is the man short?").observation == "Yes"
-    assert env.step("[action] Is he afraid of heights?").observation == "No"
-    partial = env.step("[answer] He is short and cannot reach.")  # 0.5*1 + 0.3*0.5
-    assert partial.reward == pytest.approx(0.65) and not partial.terminated
-    full = env.step("[answer] He is short, cannot reach the button, and uses an umbrella when it rains.")
-    assert full.reward == pytest.approx(0.35) and full.terminated
-    assert [c["rule"] for c in env.user_calls] == ["turtle.question"] * 2 + ["turtle.answer"] * 2
+    assert env.step("[action] Is he afraid of elevators?").observation == "No"
+    assert env.step("[action] Is he afraid of heights?").observation == "Maybe"  # not in the facts: cannot answer
+    partial = env.step("[answer] He is short. He cannot reach the button for the 10th floor.")  # 0.5 + 0.3
+    assert partial.reward == pytest.approx(0.8) and not partial.terminated
+    full = env.step("[answer] The man is short, he can't reach the button for the 10th floor, "
+                    "and he uses his umbrella to press the button.")
+    assert full.reward == pytest.approx(0.2) and full.terminated
+    assert [c["rule"] for c in env.user_calls] == ["turtle.question"] * 3 + ["turtle.answer"] * 2
 
 
 def test_judge_sees_rubric_and_bottom(scripted_user, start_gym) -> None:
@@ -81,5 +83,5 @@ def test_data_weights_sum_to_one() -> None:
     for task in env.tasks("train", 20, 0) + env.tasks("test", 5, 0):
         criteria = task.data["evaluation_criteria"]
         assert sum(c["weight"] for c in criteria) == pytest.approx(1.0), task.task_id
-        assert all(c["statement"] and c["keywords"] for c in criteria)
+        assert all(c["statement"] and c["facts"] for c in criteria)
         assert task.data["bottom"] not in task.data["surface"]

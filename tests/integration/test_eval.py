@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rltrain.config import load_config
-from rltrain.evaluation import evaluate
+from rltrain.driver import evaluate
 
 pytestmark = pytest.mark.ray
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import ray
 
+from rltrain.cluster import alive_nodes
 from rltrain.config import ConfigError, load_config
-from rltrain.driver import alive_nodes, check_resources
 from rltrain.groups import Location, Placement, RoleFailed, locate
+from rltrain.preflight import requirements
 from tests.integration.conftest import TwoNodes
 
 pytestmark = pytest.mark.ray
@@ -29,7 +30,7 @@ class Probe:
 def place(overrides: list[str], roles: dict[str, int], tag: str) -> dict[str, list[Location]]:
     """Reserve the placement groups of a config and start probes for `roles` ({role: count}); their locations."""
     cfg = load_config(TINY, overrides)
-    check_resources(cfg, ray.cluster_resources(), alive_nodes())  # the driver's pre-flight check agrees
+    requirements(cfg).check(ray.cluster_resources(), alive_nodes())  # the driver's pre-flight check agrees
     with ExitStack() as cleanup:
         placement = Placement(cfg, tag, cleanup)
         out = {}
@@ -79,10 +80,10 @@ def test_label_selectors_pin_like_custom_resources(two_nodes: TwoNodes) -> None:
 def test_a_pin_nothing_satisfies_fails_before_and_at_reservation(two_nodes: TwoNodes) -> None:
     cfg = load_config(TINY, ["placement.rollout.resources={tpu_node: 0.01}", "placement.timeout_s=3"])
     with pytest.raises(ConfigError, match="placement.rollout.resources.tpu_node: .* the cluster has 0"):
-        check_resources(cfg, ray.cluster_resources(), alive_nodes())
+        requirements(cfg).check(ray.cluster_resources(), alive_nodes())
     with ExitStack() as cleanup, pytest.raises(RoleFailed, match=r"could not reserve rollout: 2 x \{CPU: 1, tpu_node: 0.01\} "
                                                                  r"PACK within placement.timeout_s=3s"):
         Placement(cfg, "nowhere", cleanup).options("rollout", 0)
     spread = load_config(TINY, ["learner.num_learners=1", "rollout.num_workers=3", "placement.rollout.strategy=STRICT_SPREAD"])
     with pytest.raises(ConfigError, match="STRICT_SPREAD needs 3 nodes"):
-        check_resources(spread, ray.cluster_resources(), alive_nodes())
+        requirements(spread).check(ray.cluster_resources(), alive_nodes())

@@ -6,7 +6,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-from rltrain.ops.advantages import grpo_outcome_advantages, rloo_advantages
+from rltrain.ops.advantages import flat_groups, grpo_outcome_advantages, rloo_advantages
 
 
 def _grpo_loop(scores, group_ids, norm_by_std=True, eps=1e-6):
@@ -134,3 +134,27 @@ def test_rloo_singleton_group_raises():
     """spec §7.2 A5: a group of one sample has no leave-one-out baseline -> ValueError naming it."""
     with pytest.raises(ValueError, match=r"at least 2 samples per group.*group id\(s\) \[3\]"):
         rloo_advantages(torch.tensor([1.0, 2.0, 5.0]), torch.tensor([0, 0, 3]))
+
+
+@pytest.mark.parametrize("value", [0.1, 0.7])
+@pytest.mark.parametrize("size", [7, 8, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grpo_tied_group_is_exactly_zero(value, size, dtype):
+    """spec §1.7 steps 2-3: a tied group has std 0, so (S - mean) / (std + eps) is 0 -- exactly, not the
+    float rounding of a mean that binary cannot represent (float32 gave 0.056 for 0.7 x 8 and up to 0.106 for
+    groups of 16). A mixed group beside it is unaffected."""
+    tied = torch.full((size,), value, dtype=dtype)
+    mixed = torch.tensor([0.0, 1.0], dtype=dtype)
+    got = grpo_outcome_advantages(torch.cat([tied, mixed]), torch.tensor([3] * size + [5, 5]))
+    assert torch.equal(got[:size], torch.zeros(size, dtype=dtype))
+    assert got[size:].tolist() == pytest.approx([-0.5 / (math.sqrt(0.5) + 1e-6), 0.5 / (math.sqrt(0.5) + 1e-6)])
+    # Dr. GRPO (no std) too: S - mean is 0 exactly for a tie
+    assert torch.equal(grpo_outcome_advantages(tied, torch.zeros(size, dtype=torch.long), norm_by_std=False),
+                       torch.zeros(size, dtype=dtype))
+
+
+def test_flat_groups_marks_ties_of_two_or_more_only():
+    """A singleton keeps its own-score advantage (spec §1.7: mean 0, std 1), so it is not 'flat'."""
+    scores = torch.tensor([0.7, 0.7, 0.7, 0.2, 0.3, 0.9])
+    flat, inverse = flat_groups(scores, torch.tensor([1, 1, 1, 2, 2, 4]))
+    assert flat.tolist() == [True, False, False] and inverse.tolist() == [0, 0, 0, 1, 1, 2]

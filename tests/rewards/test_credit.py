@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rewards.credit import multiturn_advantages, token_credits, trajectory_score, turn_credits
+from rewards.credit import multiturn_advantages, per_turn_rewards, token_credits, trajectory_score, turn_credits
 
 
 def test_scores() -> None:
@@ -76,3 +76,23 @@ def test_matches_a_loop_on_random_input() -> None:
         z, n = sum(a), sum(x != 0 for x in a)
         want = [x * adv * n / z if z != 0 else 0.0 for x in a]
         torch.testing.assert_close(out[b], torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
+def test_sum_score_counts_the_final_no_call_turn() -> None:
+    """Spec §1.7: T includes a final no-tool turn, whose reward is 0. A call rewarded 1.0 and then a
+    plain-text answer (which the env never scores, so `turn_rewards` has one entry for two turns) is
+    S = round((1 + 0) / 2, 4) = 0.5, not 1.0."""
+    from rltrain.types import Trajectory
+
+    t = Trajectory(task_id="q", group_id=0, env="test", prompt_ids=[1])
+    t.append([5, 5], policy=True, logprobs=[-0.1, -0.1])  # turn 1: a tool call ...
+    t.turn_rewards.append(1.0)  # ... rewarded 1.0 by the env
+    t.append([6], policy=False)  # the tool result
+    t.append([7, 7], policy=True, logprobs=[-0.1, -0.1])  # turn 2: a plain-text answer, no call, no env step
+    assert t.turn_rewards == [1.0] and len(t.turn_boundaries) == 2
+    assert trajectory_score(t.turn_rewards, "sum", num_turns=len(t.turn_boundaries)) == 0.5
+    assert trajectory_score(t.turn_rewards, "r2g", gamma=0.8, num_turns=2) == 1.0  # a trailing 0 adds nothing
+    assert per_turn_rewards([1.0], num_turns=2) == [1.0, 0.0]
+    assert per_turn_rewards([0.5, 1.0], num_turns=1) == [0.5]  # never more rewards than turns
+    assert per_turn_rewards([0.5, 1.0]) == [0.5, 1.0]
+    assert trajectory_score([1.0], "sum") == 1.0  # without T: every turn made a call
