@@ -43,8 +43,8 @@ class CostsConfig:
     """Limits, e.g. `[{limit: 5.0}, {limit: 20000, scope: step, unit: tokens}]`; none by default."""
     charge_cached: bool = False
     """Price replies served from a response cache as if the model had run (default: a cached reply costs 0)."""
-    num_cpus: float = 0.1
-    """Logical Ray CPUs of the ledger actor (it only sums and appends to a file)."""
+    num_cpus: float = 0.0
+    """Logical Ray CPUs of the ledger actor; 0 by default: it only sums and appends to a file, so it needs no core of its own."""
     max_restarts: int = 3
     """Times Ray restarts the ledger actor; it recovers its totals and budget state from costs.jsonl."""
 

@@ -121,7 +121,8 @@ def test_submitted_job_runs_rollout_and_learner_on_different_nodes(two_node_clus
                           "placement.rollout.resources={rollout_node: 0.01}"],
                          env=["RAY_DEDUP_LOGS=0"],  # every worker's line, not "[repeated 3x across cluster]"
                          python=sys.executable, out=out, timeout_s=600)
-    logs = out.getvalue()
+    # the driver's lines come through the job's log; each actor's own lines are in the run's role logs (rltrain.console)
+    logs = out.getvalue() + "".join(p.read_text(errors="replace") for p in sorted(tmp_path.rglob("logs/*.log")))
     assert result.status == "SUCCEEDED", logs[-4000:]
     line = next(x for x in logs.splitlines() if "placement (separate):" in x)
     where = re.findall(r"(rollout|learner)-(\d+) on node ([0-9a-f]{8}) \(([\d.]+)", line)
