@@ -45,7 +45,7 @@ def expect_stall(trainer: Trainer, step: int, phase: str, role: str, bound: floa
     elapsed = time.monotonic() - t0
     assert stalled.phase == phase and role in stalled.role.split(", "), str(stalled)
     assert stalled.seconds <= bound + 5 and elapsed < bound + STACK_SLACK_S, (stalled.seconds, elapsed)
-    assert str(stalled) == (f"run stalled in {phase} on {role}: no progress for {stalled.seconds:.0f}s "
+    assert str(stalled) == (f"run stalled in {phase} on {stalled.role}: no progress for {stalled.seconds:.0f}s "
                             f"(stacks in {stall_dir}/)")
     written = {p.stem for p in stall_dir.glob("*.txt")}
     assert written == {"accountant", "rollout-0", "learner-0", "learner-1"}, written
