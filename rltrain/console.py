@@ -86,8 +86,13 @@ def attach_run_log(run_dir: Path) -> Path:
     path = logs_dir(run_dir) / "driver.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
+    for old in [h for h in root.handlers if getattr(h, "rltrain_run_log", None) not in (None, path)]:
+        # one run at a time per process: a later run (tests, notebooks) must not write into an earlier run's log
+        root.removeHandler(old)
+        old.close()
+    if not any(getattr(h, "rltrain_run_log", None) == path for h in root.handlers):
         handler = logging.FileHandler(path)
+        handler.rltrain_run_log = path  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(FORMAT.format(role="driver")))
         root.addHandler(handler)
         root.setLevel(logging.INFO)

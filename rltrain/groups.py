@@ -275,8 +275,9 @@ class RolloutGroup:
     """
 
     def __init__(self, cfg: RunConfig, model_path: str, run_tag: str, cleanup: ExitStack,
-                 users: UserGroup | None = None, placement: Placement | None = None) -> None:
-        """`placement`: the run's (shared with the learners in colocated mode); default one of its own."""
+                 users: UserGroup | None = None, placement: Placement | None = None, wait: bool = True) -> None:
+        """`placement`: the run's (shared with the learners in colocated mode); default one of its own. `wait=False`
+        returns once the workers are created: the caller starts other roles meanwhile, then calls `wait_started`."""
         rc = self.rc = cfg.rollout
         self.bounds = cfg.watchdog
         placement = placement or Placement(cfg, run_tag, cleanup)
@@ -292,8 +293,13 @@ class RolloutGroup:
         self.recovery = Recovery()
         cleanup.callback(shutdown_actors, self.workers, None)
         self.roles = [f"rollout-{i}" for i in range(rc.num_workers)]
-        self.engines = get([w.start.remote() for w in self.workers], "starting rollout workers", self.bounds.start_s,
-                           self.roles)
+        self._starting = [w.start.remote() for w in self.workers]
+        if wait:
+            self.wait_started()
+
+    def wait_started(self) -> None:
+        """Wait until every worker's engine is loaded (bounded by `watchdog.start_s`); names a worker that failed."""
+        self.engines = get(self._starting, "starting rollout workers", self.bounds.start_s, self.roles)
         self.locations = locate(self.workers, self.roles, self.bounds.start_s)
         logger.info("rollout workers ready: %s", ", ".join(f"rollout-{i} ({e})" for i, e in enumerate(self.engines)))
 
@@ -535,8 +541,26 @@ class RewardGroup:
         self.cfg = cfg
         self.actor = make_accountant(cfg, fn_name, run_tag)
         cleanup.callback(shutdown_actors, [self.actor], None)
-        self.location = locate([self.actor], [self.ROLE], cfg.watchdog.start_s)[0]
+        # not waited for here: the other roles start while the accountant's process comes up
+        self._started = self.actor.__ray_call__.remote(_where)
+        self._location: Location | None = None
         self.restarts = 0
+
+    def wait_started(self) -> Location:
+        """Wait until the accountant runs (bounded by `watchdog.start_s`); names it if it failed to start."""
+        if self._location is None:
+            where = get([self._started], "starting accountant actors", self.cfg.watchdog.start_s, [self.ROLE])[0]
+            self._location = Location(self.ROLE, *where)
+        return self._location
+
+    @property
+    def location(self) -> Location:
+        """Where the accountant runs."""
+        return self.wait_started()
+
+    @location.setter
+    def location(self, value: Location) -> None:
+        self._location = value
 
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
         """Score `trajectories`; bounded by `watchdog.reward_s`, re-sent to the restarted accountant after a death."""

@@ -118,3 +118,18 @@ def test_format_summary_puts_before_and_after_side_by_side() -> None:
     assert console.format_summary(summary).splitlines() == [
         "held-out mean: 0.49 -> 0.83", "run_dir: runs/q", "steps: 40", "final_model: runs/q/final",
         "final_verify/max_abs_diff: 0"]
+
+
+def test_a_later_run_in_the_same_process_does_not_write_into_the_earlier_run_s_log(restore_root_logging,
+                                                                                     tmp_path) -> None:
+    console.setup_driver(verbose=False)
+    first, second = tmp_path / "first", tmp_path / "second"
+    console.attach_run_log(first)
+    logging.getLogger("rltrain.driver").info("line of the first run")
+    console.attach_run_log(second)
+    console.attach_run_log(second)  # attaching twice writes each line once
+    logging.getLogger("rltrain.driver").info("line of the second run")
+    first_log = (first / "logs" / "driver.log").read_text()
+    second_log = (second / "logs" / "driver.log").read_text()
+    assert "line of the first run" in first_log and "second run" not in first_log
+    assert second_log.count("line of the second run") == 1 and "first run" not in second_log

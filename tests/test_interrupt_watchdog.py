@@ -19,9 +19,11 @@ HUNG_CLEANUP = textwrap.dedent("""
             time.sleep(0.1)
 
     with bounded_interrupt(timeout_s={timeout}):
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-        print(child.pid, flush=True)
+        # the grandchild must not hold the test's pipes, or reading them would wait for it
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            print(child.pid, flush=True)  # inside `try`: a Ctrl-C sent as soon as this line is read lands here
             time.sleep(300)
         finally:
             stuck_cleanup()

@@ -1,4 +1,7 @@
-"""Two GRPO steps on the CRM env through real Ray, vLLM and DeepSpeed, with the rules customer on the user service.
+"""Two GRPO steps on the CRM env through real Ray and DeepSpeed, with the rules customer on the user service.
+
+The rollout engine is the transformers one (the env loop sits above the engine; vLLM's start is paid once, in
+tests/integration/test_training.py).
 
 The tiny random model writes no valid calls; its plain messages are `respond`s, so the multi-turn tasks call the
 simulated customer through the user service and the single-turn ones end at once. The point: the env trains end
@@ -22,13 +25,13 @@ pytestmark = pytest.mark.ray
 CONFIG = Path(__file__).parents[2] / "launch" / "configs" / "crm.yaml"
 
 
-def test_crm_two_grpo_steps_vllm(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
+def test_crm_two_grpo_steps(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
     cfg = load_config(CONFIG, [f"model.name={tiny_model}", f"trainer.output_dir={tmp_path}", "trainer.steps=2",
                                "trainer.prompts_per_step=2", "trainer.group_size=2", "model.max_model_len=1024",
                                "env.eval_tasks=0", "env.max_turns=2", "env.kwargs.types=[close_case,case_count]",
                                "env.kwargs.offer=[respond]",  # the tiny model has 1,024 positions
-                               "users.backend=rules", "rollout.engine=vllm", "rollout.num_workers=1",
-                               "rollout.max_new_tokens=16", "rollout.gpu_memory_utilization=0.05",
+                               "users.backend=rules", "rollout.engine=transformers", "rollout.dtype=float32",
+                               "rollout.num_workers=1", "rollout.max_new_tokens=16",
                                "learner.num_learners=1", "learner.micro_batch_size=2", "ray.dashboard=false",
                                "trainer.save_final=false"])
     train(cfg, ray_temp_dir=ray_tmp)

@@ -21,7 +21,6 @@ from rltrain import jobs
 from tests.integration.ray_nodes import free_port, kill_group, start_node, wait_for_dashboard
 
 pytestmark = pytest.mark.ray
-REPO = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +81,5 @@ def test_cli_commands_return_exit_codes(head: str, capsys: pytest.CaptureFixture
     assert "try learner.micro_batch_size" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_submit_rltrain_train_tiny(head: str, tiny_model: Path, tmp_path: Path) -> None:
-    """The real thing: the repository uploaded as working_dir, `rltrain train` joins the cluster, one step."""
-    out = io.StringIO()
-    result = jobs.submit(str(REPO / "launch/configs/tiny.yaml"), head,
-                         [f"model.name={tiny_model}", f"trainer.output_dir={tmp_path}", "trainer.steps=1",
-                          "rollout.num_workers=1", "learner.num_learners=1", "rollout.engine=transformers",
-                          "rollout.dtype=float32", "env.eval_tasks=0", "trainer.save_final=false"],
-                         python=sys.executable, out=out, timeout_s=300)
-    logs = out.getvalue()
-    assert result.status == "SUCCEEDED", logs[-3000:]
-    assert "ray.address=auto" in logs and "step 1" in logs
-    assert (tmp_path / "tiny" / "summary.json").is_file()
+# Submitting `rltrain train` itself, with the repository uploaded as working_dir: the two-node job in
+# tests/integration/test_multinode.py.

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.ray
 LATRO = Path(__file__).parents[2] / "launch" / "configs" / "latro_arith.yaml"
 
 
-def test_two_steps_two_workers_two_ranks(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
+def test_two_steps_two_ranks(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
     cfg = load_config(LATRO, [f"model.name={tiny_model}", f"trainer.output_dir={tmp_path}", "trainer.steps=2",
-                              "env.eval_tasks=4", "rollout.max_new_tokens=16", "rollout.num_workers=2", "rollout.engine=vllm",
-                              "rollout.gpu_memory_utilization=0.05", "learner.num_learners=2", "learner.micro_batch_size=2",
+                              "env.eval_tasks=4", "rollout.max_new_tokens=16", "rollout.num_workers=1",
+                              "rollout.engine=transformers", "rollout.dtype=float32",  # vLLM: test_training.py
+                              "learner.num_learners=2", "learner.micro_batch_size=2",
                               "ray.dashboard=false", "trainer.save_final=false"])
     summary = train(cfg, ray_temp_dir=ray_tmp)
     metrics = [json.loads(x) for x in (cfg.trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -32,7 +33,7 @@ def test_two_steps_two_workers_two_ranks(tiny_model: Path, tmp_path: Path, ray_t
                 "latro/rationale_len", "learner/pg_loss", "learner/answer_nll"):
         assert key in metrics[0], key
     assert abs(metrics[0]["latro/adv_mean"]) < 1e-5  # RLOO advantages are centred within each group
-    assert metrics[0]["learner/logprob_mismatch"] < 0.05  # rationale tokens: bf16 engine vs fp32 learner
+    assert metrics[0]["learner/logprob_mismatch"] < 0.05  # rationale tokens: the engine's vs the learner's
     assert "eval_after/correct_rate" in summary
 
 

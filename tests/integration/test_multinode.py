@@ -135,3 +135,5 @@ def test_submitted_job_runs_rollout_and_learner_on_different_nodes(two_node_clus
     assert pulls == {("0", "1"), ("1", "1"), ("0", "2"), ("1", "2")}, logs[-4000:]  # both syncs took the cross-node path
     steps = [json.loads(x) for x in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
     assert [s["weights/remote_workers"] for s in steps] == [2.0, 2.0]
+    # the job joined the cluster it was submitted to (test_jobs.py covers the Jobs API itself)
+    assert "ray.address=auto" in logs and (tmp_path / "tiny" / "summary.json").is_file()

@@ -1,11 +1,15 @@
 """The whole loop on a real local Ray cluster: vLLM and transformers rollout workers, DeepSpeed learners.
 
-Each test starts its own private cluster through `rltrain.driver.train` (own temp dir, free ports).
+Each test starts its own private cluster (own temp dir, free ports): the first through the real CLI, with the
+console checks of issue 13 (parts 5, 6); the others through `rltrain.driver.train`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,9 +20,12 @@ import pytest
 from rltrain.config import load_config
 from rltrain.driver import train
 from rltrain.groups import RoleFailed
+from rltrain.report import build_figures, load_run
 
 pytestmark = pytest.mark.ray
-TINY = Path(__file__).parents[2] / "launch" / "configs" / "tiny.yaml"
+ROOT = Path(__file__).parents[2]
+TINY = ROOT / "launch" / "configs" / "tiny.yaml"
+MAX_CONSOLE_LINES = 30
 
 
 def tiny_config(tiny_model: Path, out: Path, *overrides: str):
@@ -43,16 +50,50 @@ def check_run(run_dir: Path, steps: int, samples: int) -> list[dict]:
     return metrics
 
 
-def test_two_steps_vllm_workers_and_two_deepspeed_ranks(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
-    cfg = tiny_config(tiny_model, tmp_path, "rollout.engine=vllm")
-    summary = train(cfg, ray_temp_dir=ray_tmp)
-    metrics = check_run(cfg.trainer.run_dir, steps=2, samples=8)
+def console_lines(text: str) -> list[str]:
+    """Lines as a person sees them: a progress bar redraws its own line with \\r."""
+    return [line.rsplit("\r", 1)[-1] for line in text.split("\n") if line.strip()]
+
+
+def check_console(console: str, run_dir: Path, steps: int) -> None:
+    """Issue 13 parts 5 and 6: a short console, each actor's output in its role log, the report from real metrics."""
+    lines = console_lines(console)
+    assert len(lines) <= MAX_CONSOLE_LINES, f"{len(lines)} console lines:\n" + "\n".join(lines)
+    assert not any("pid=" in line for line in lines), "an actor's output reached the console"  # Ray's "(Role pid=N)"
+    logs = run_dir / "logs"
+    names = {p.name for p in logs.iterdir()}
+    assert {"driver.log", "rollout-0.log", "rollout-1.log", "learner-0.log", "learner-1.log", "accountant.log"} <= names, names
+    rollout = (logs / "rollout-0.log").read_text()
+    assert "rollout-0 started" in rollout and "EngineCore" in rollout  # the vLLM engine process's own output
+    assert (run_dir / "report.html").exists() and (run_dir / "report" / "reward.png").exists()
+    figures = build_figures([load_run(run_dir)])
+    reward = next(ax for ax in figures["reward"].axes if ax.get_title() == "training reward (mean)")
+    assert list(reward.get_lines()[0].get_xdata()) == list(range(1, steps + 1))
+
+
+def test_two_steps_vllm_workers_and_two_deepspeed_ranks_through_the_cli(tiny_model: Path, tmp_path: Path,
+                                                                         ray_tmp: str) -> None:
+    """The main path as a user runs it: `rltrain train`, two vLLM workers, two DeepSpeed ranks, eval before and after,
+    the final model exported; and what the user sees of it (console, role logs, report, /dev/shm left clean)."""
+    shm_before = {p.name for p in Path("/dev/shm").glob("psm_*")}
+    out = subprocess.run([sys.executable, "-m", "rltrain.cli", "train", str(TINY), f"model.name={tiny_model}",
+                          f"trainer.output_dir={tmp_path}", "rollout.engine=vllm"],
+                         cwd=ROOT, env={**os.environ, "RAY_TMPDIR": ray_tmp}, capture_output=True, timeout=900)
+    # bytes, decoded by hand: text mode would turn the progress bar's \r into line breaks
+    stdout, stderr = out.stdout.decode(errors="replace"), out.stderr.decode(errors="replace")
+    assert out.returncode == 0, stderr[-5000:]
+    run_dir = tmp_path / "tiny"
+    metrics = check_run(run_dir, steps=2, samples=8)
     # bf16 engine vs fp32 learner on the same weights: small but non-zero
     assert 0 < metrics[0]["learner/logprob_mismatch"] < 0.05
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert "eval_before/mean" in summary and "eval_after/mean" in summary
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(summary["final_model"])
+    check_console(stdout + stderr, run_dir, steps=2)
+    # a normal shutdown leaves none of the engine's shared-memory buffers (rltrain/engines/shm.py)
+    assert {p.name for p in Path("/dev/shm").glob("psm_*")} - shm_before == set()
 
 
 def test_two_steps_transformers_workers_zero3_minibatches_epochs_kl(tiny_model: Path, tmp_path: Path, ray_tmp: str) -> None:
