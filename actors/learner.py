@@ -14,6 +14,7 @@ import pickle
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 
 import ray
@@ -25,6 +26,9 @@ from rltrain.checkpoint import DS_TAG, rank_file, rng_state, set_rng_state
 from rltrain.config.learner import LearnerConfig
 from rltrain.export import ExportError, peft_lora_config, verify_logits
 from rltrain.ops import entropy_from_logits, masked_mean, token_logprobs_and_entropy
+from rltrain.ops.fused_lm_head import NO_LOGITS, fused_token_logprobs, lm_head_weight
+from rltrain.ops.packing import block_causal_mask
+from rltrain.ops.schedule import lambda_scheduler
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import TrainBatch
 from rltrain.weights import WeightOutbox, WeightPayload
@@ -33,6 +37,69 @@ logger = logging.getLogger(__name__)
 
 CPU_BUCKET_ELEMENTS = 20_000_000
 """ZeRO bucket size for CPU learners (80 MB of fp32): see Learner._zero_buckets."""
+
+
+def lr_scheduler_factory(cfg: LearnerConfig) -> Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None:
+    """What `deepspeed.initialize(lr_scheduler=...)` gets for `learner.lr_schedule`: None for constant (the warmup,
+    if any, is DeepSpeed's WarmupLR from the config, as before), else a callable that DeepSpeed calls with its
+    optimizer. DeepSpeed steps the scheduler at each optimizer step and saves/loads its state in checkpoints."""
+    if cfg.lr_schedule == "constant":
+        return None
+
+    def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        return lambda_scheduler(optimizer, cfg.total_steps, warmup=cfg.warmup_steps, schedule=cfg.lr_schedule,
+                                min_ratio=cfg.min_lr_ratio)
+    return make
+
+
+def model_inputs(batch: TrainBatch, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Forward kwargs for `batch`: padded rows take the 2-D attention mask; packed rows (`position_ids` set, several
+    samples per row, rltrain.ops.packing) take the positions, restarting per sample, and the block-diagonal causal
+    mask (additive, in the attention's `dtype`), so no sample attends to another."""
+    ids = batch.input_ids.to(device)
+    if batch.position_ids is None:
+        return {"input_ids": ids, "attention_mask": batch.attention_mask.to(device)}
+    positions = batch.position_ids.to(device)
+    return {"input_ids": ids, "position_ids": positions, "attention_mask": block_causal_mask(positions, dtype)}
+
+
+def token_logprobs_of(model: torch.nn.Module, batch: TrainBatch, *, device: torch.device, temperature: float = 1.0,
+                      with_entropy: bool = False, entropy_grad: bool = False, fused: bool = False,
+                      autocast: torch.dtype | None = None, autocast_forward: bool = True,
+                      mask_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs of `batch` under `model`, aligned with `input_ids` (entry 0 of each row is 0), and
+    optionally the entropy (differentiable when `entropy_grad`).
+
+    `fused`: the LM head runs fused with the chunked log-softmax (rltrain.ops.fused_lm_head) on real tokens only:
+    no (B, T, V) logits; padding gets 0. The caller checks that the model supports it (`lm_head_weight`).
+    `autocast`: the dtype of `learner.dtype=autocast_bfloat16` (None: off), around the model's forward unless
+    `autocast_forward` is False (a DeepSpeed engine applies its own), and always around the fused head, which runs
+    outside the forward but must see the precision the plain head sees inside it."""
+    def amp(on: bool) -> contextlib.AbstractContextManager:
+        return torch.autocast(device.type, dtype=autocast) if on and autocast is not None else contextlib.nullcontext()
+
+    inputs = model_inputs(batch, device, mask_dtype)
+    ids = inputs["input_ids"]
+    # Position t predicts token t+1. Scoring all T positions (the last one's label wraps around and is dropped)
+    # rather than the slice logits[:, :-1] spares a (B, T, V) zero-filled gradient in backward.
+    labels = ids.roll(-1, dims=1)
+    if fused:
+        with amp(autocast_forward):
+            out = model(**inputs, use_cache=False, logits_to_keep=NO_LOGITS, output_hidden_states=True)
+        wanted = torch.nn.functional.pad(batch.attention_mask[:, 1:].to(device).bool(), (0, 1))  # real targets only
+        with amp(True):
+            logprobs, entropy = fused_token_logprobs(out.hidden_states[-1], lm_head_weight(model), labels,
+                                                     temperature=temperature, with_entropy=with_entropy, positions=wanted)
+    else:
+        with amp(autocast_forward):
+            logits = model(**inputs, use_cache=False).logits  # (B, T, V)
+        # The log-softmax reads the (bf16, under autocast) logits in fp32 chunks, as TRL does.
+        logprobs, entropy = token_logprobs_and_entropy(logits, labels, temperature=temperature,
+                                                      with_entropy=with_entropy and not entropy_grad)
+        if with_entropy and entropy_grad:  # an entropy bonus in the loss needs the differentiable (unfused) entropy
+            entropy = entropy_from_logits(logits / temperature if temperature != 1.0 else logits)
+    pad = torch.nn.functional.pad
+    return pad(logprobs[:, :-1], (1, 0)), None if entropy is None else pad(entropy[:, :-1], (1, 0))
 
 
 class Learner:
@@ -51,6 +118,7 @@ class Learner:
         if cfg.num_gpus == 0:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         self.steps = 0
+        self.fused = False  # learner.fused_lm_head, once setup has checked the model supports it
         self.outbox = WeightOutbox(f"rltrain-w{rank}-")  # rank 0's node-local folder of exported weights
 
     def rendezvous(self) -> tuple[str, int]:
@@ -84,11 +152,13 @@ class Learner:
             model = get_peft_model(model, peft_lora_config(self.cfg.lora))
         self.tied = bool(getattr(model.config, "tie_word_embeddings", False))
         params = [p for p in model.parameters() if p.requires_grad]
-        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=params, config=self._ds_config())
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=params, config=self._ds_config(),
+                                               lr_scheduler=lr_scheduler_factory(self.cfg))
         self.reference = None
         if self.algorithm.needs_reference:
             self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
             self.reference.requires_grad_(False)
+        self.fused = self.cfg.fused_lm_head and all(map(self._fused_ok, [self.engine.module, self.reference]))
         n = sum(p.numel() for p in model.parameters())
         logger.info("rank %d/%d ready: %.1fM parameters, ZeRO-%d, %s, lora r=%d", self.rank, self.world_size, n / 1e6,
                     self.cfg.zero_stage, backend, self.cfg.lora.r)
@@ -118,7 +188,7 @@ class Learner:
             # reduce its gradients in bf16, rounding each micro-batch's gradient even on one rank; TRL (DDP) keeps
             # gradients fp32, and so does this mode.
             config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
-        if cfg.warmup_steps:
+        if cfg.warmup_steps and cfg.lr_schedule == "constant":  # a decay schedule includes its warmup (setup)
             config["scheduler"] = {"type": "WarmupLR", "params": {"warmup_min_lr": 0.0, "warmup_max_lr": cfg.lr,
                                                                  "warmup_num_steps": cfg.warmup_steps, "warmup_type": "linear"}}
         return config
@@ -137,31 +207,30 @@ class Learner:
         return {"reduce_bucket_size": CPU_BUCKET_ELEMENTS, "allgather_bucket_size": CPU_BUCKET_ELEMENTS,
                 "stage3_prefetch_bucket_size": CPU_BUCKET_ELEMENTS, "stage3_max_live_parameters": 4 * CPU_BUCKET_ELEMENTS}
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for `learner.dtype=autocast_bfloat16` (a no-op otherwise), for forwards that bypass the
-        DeepSpeed engine (frozen old log-probs, the reference, probes), so that they see the precision the
-        trained forward sees: a policy/old or policy/reference gap from precision alone would bias the ratio or KL."""
-        if self.cfg.dtype != "autocast_bfloat16":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+    @staticmethod
+    def _fused_ok(model: torch.nn.Module | None) -> bool:
+        """Whether `learner.fused_lm_head` can run on `model` (None: no model, nothing to check); if not, say why
+        (the plain path is then used)."""
+        if model is None:
+            return True
+        try:
+            lm_head_weight(model)
+        except ValueError as err:
+            logger.warning("learner.fused_lm_head=true falls back to the plain logits path: %s", err)
+            return False
+        return True
 
     def _logprobs(self, model: torch.nn.Module, batch: TrainBatch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token log-probs aligned with `input_ids` (entry 0 of each row is 0), and optionally entropy."""
-        ids = batch.input_ids.to(self.device)
-        # The engine applies its own autocast (its config); other modules get ours. Only the model runs under it:
-        # the log-softmax below reads the (bf16, under autocast) logits in fp32 chunks, as TRL does.
-        with contextlib.nullcontext() if model is self.engine else self._autocast():
-            logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False).logits  # (B, T, V)
-        # Position t predicts token t+1. Scoring all T positions (the last one's label wraps around and is dropped)
-        # rather than the slice logits[:, :-1] spares a (B, T, V) zero-filled gradient in backward.
-        labels = ids.roll(-1, dims=1)
-        entropy_grad = with_entropy and self.algorithm.entropy_in_loss and torch.is_grad_enabled()
-        logprobs, entropy = token_logprobs_and_entropy(logits, labels, temperature=self.temperature,
-                                                      with_entropy=with_entropy and not entropy_grad)
-        if entropy_grad:  # an entropy bonus in the loss needs the differentiable (unfused) entropy
-            entropy = entropy_from_logits(logits / self.temperature if self.temperature != 1.0 else logits)
-        pad = torch.nn.functional.pad
-        return pad(logprobs[:, :-1], (1, 0)), None if entropy is None else pad(entropy[:, :-1], (1, 0))
+        # The engine applies its own autocast (its config) to its forward. Other modules (frozen old log-probs, the
+        # reference, probes) get ours, so that they see the precision the trained forward sees: a policy/old or
+        # policy/reference gap from precision alone would bias the ratio or KL.
+        return token_logprobs_of(model, batch, device=self.device, temperature=self.temperature,
+                                 with_entropy=with_entropy, fused=self.fused,
+                                 entropy_grad=with_entropy and self.algorithm.entropy_in_loss and torch.is_grad_enabled(),
+                                 autocast=torch.bfloat16 if self.cfg.dtype == "autocast_bfloat16" else None,
+                                 autocast_forward=model is not self.engine,
+                                 mask_dtype=torch.bfloat16 if self.cfg.dtype == "bfloat16" else torch.float32)
 
     @torch.no_grad()
     def _frozen_logprobs(self, model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
@@ -177,6 +246,10 @@ class Learner:
         """
         t0 = time.perf_counter()
         self.engine.train()
+        # Packed rows (`position_ids` set) hold several samples each, so a packed step batch has fewer rows than one
+        # mini-batch's samples (the driver counts rows): it is then one mini-batch.
+        mini_batches = max(1, mini_batches)
+        lr = float(self.engine.get_lr()[0])  # what this update's (first) optimizer step runs at (the schedule's)
         accumulation = len(batch) // (mini_batches * self.cfg.micro_batch_size)
         if accumulation != self.gradient_accumulation:  # a step batch of another size than the config's (benchmarks)
             self.engine.set_train_batch_size(self.cfg.micro_batch_size * accumulation * self.world_size)
@@ -220,6 +293,7 @@ class Learner:
         self.steps += 1
         out = {**prepared, **{k: sums[k] / counts[k] for k in sums}}
         out["learner/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        out["learner/lr"] = lr
         out["time/learner_update_s"] = time.perf_counter() - t0
         self.metrics.update_done(out["time/learner_update_s"])
         return out

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from rltrain.config import RunConfig, to_dict
+from rltrain.config.loader import given
 from rltrain.errors import CallTimedOut, ConfigError, RoleFailed
 
 logger = logging.getLogger(__name__)
@@ -251,11 +252,21 @@ def for_resume(cfg: RunConfig) -> Checkpoint | None:
     if not cfg.trainer.resume:
         return None
     ckpt = load(cfg.trainer.resume)
+    _adopt_default_zero_stage(cfg, ckpt.config)
     check_compatible(ckpt.config, to_dict(cfg))
     if cfg.trainer.steps <= ckpt.step:
         raise ConfigError(f"trainer.steps={cfg.trainer.steps} but the checkpoint {ckpt.path} is already at step {ckpt.step}; "
                           f"raise trainer.steps to train further (it counts from step 0, not from the checkpoint)")
     return ckpt
+
+
+def _adopt_default_zero_stage(cfg: RunConfig, saved: dict[str, Any]) -> None:
+    """An unset `learner.zero_stage` resumes at the checkpoint's stage: the default changed (ZeRO-0 for one rank), and
+    a run started under the old default must still resume without the user naming the stage."""
+    stage = _get(saved, "learner.zero_stage")
+    if isinstance(stage, int) and stage != cfg.learner.zero_stage and not given(cfg.learner, "zero_stage"):
+        logger.info("learner.zero_stage: %d, as in the checkpoint (unset here; set it to override)", stage)
+        object.__setattr__(cfg.learner, "zero_stage", stage)  # frozen, resolved in __post_init__ the same way
 
 
 def _step_of(line: str) -> float:

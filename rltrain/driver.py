@@ -11,6 +11,7 @@ import shlex
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,14 @@ from rewards.router import routing_metrics
 from rewards.toolcall import spectool_metrics
 from rewards.userrl_metrics import userbench_metrics, userrl_scores
 from rltrain import checkpoint, console
+from rltrain.algorithms.base import Algorithm
+from rltrain.algorithms.dynamic_sampling import fill_batch
 from rltrain.batching import fill_to
 from rltrain.checkpoint import Checkpoint
 from rltrain.cluster import dump_stacks, start_ray
 from rltrain.config import RunConfig, to_dict
+from rltrain.data.schema import trajectory_to_row
+from rltrain.envs.audit import audit_episodes
 from rltrain.errors import BudgetReached, CallTimedOut, ConfigError, Preempted, RoleFailed
 from rltrain.export import write_model_card
 from rltrain.groups import (
@@ -71,6 +76,55 @@ def trajectory_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str,
     return out
 
 
+def sample_step(play_round: Callable[[int], list[Trajectory]], algorithm: Algorithm, prompts_needed: int,
+                stop: Callable[[], bool] | None = None) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+    """A step's episodes: (every episode generated, the episodes to train on, `dapo/*` metrics).
+
+    `play_round(r)` plays, scores and records round r of the step (round 0 is the step's usual rollout). Without
+    dynamic sampling (`algorithm.sampling_rounds` 1) that one round is the batch. With it (spec §4.5 filter_groups,
+    §7.2 A4; issue 14), `fill_batch` drops the groups whose scores all agree and plays further rounds of fresh
+    prompts until `prompts_needed` groups have signal or `algorithm.grpo.max_sampling_rounds` rounds have run;
+    `stop()` is asked after each round and True (a cost budget reached) ends the refill. The episodes to train on
+    are then renumbered groups 0..k-1; none when no round had a group with signal (the driver skips the update)."""
+    generated: list[Trajectory] = []
+
+    def play(r: int) -> list[Trajectory]:
+        played = play_round(r)
+        generated.extend(played)
+        return played
+
+    rounds = getattr(algorithm, "sampling_rounds", 1)  # only GRPO refills; other algorithms play one round
+    if rounds <= 1:
+        played = play(0)
+        return played, played, {}
+    train_on, metrics = fill_batch(play, prompts_needed, rounds, check_budget=stop, score=algorithm.group_score)
+    return generated, train_on, metrics
+
+
+def pooled_means(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """Per-episode means of several rounds, pooled: each round's means weighted by its episode count."""
+    total: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for n, means in parts:
+        for key, value in means.items():
+            total[key] = total.get(key, 0.0) + n * value
+            counts[key] = counts.get(key, 0) + n
+    return {key: total[key] / counts[key] for key in total if counts[key]}
+
+
+def write_rows(path: Path, trajectories: Iterable[Trajectory], start: int, mode: str = "a",
+               **extra: Any) -> int:
+    """Write trajectories as versioned rows (`rltrain.data.schema`, format_version 1) with `extra` keys first (a run
+    file's `step`); `start` numbers the first row (unique ids within the file). Returns the rows written.
+
+    ASCII-escaped JSON: the file's readers (trim on resume, `users.replay_from`) open it in the locale's encoding."""
+    n = 0
+    with path.open(mode) as f:
+        for n, traj in enumerate(trajectories, 1):
+            f.write(json.dumps({**extra, **trajectory_to_row(traj, start + n - 1)}) + "\n")
+    return n
+
+
 def tool_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
     """Tool-call parsing and execution (`tools/*`) and SpecTool's error patterns (`spectool/*`, spec §6.3)."""
     return {**tool_call_metrics(trajectories), **spectool_metrics(trajectories)}
@@ -104,11 +158,14 @@ class Trainer:
                             "replay" if uc.replay_from else uc.backend, f", model {uc.model}" if uc.model else "")
                 self.users = UserGroup(cfg, prep.user_model_path, [type(prep.env).__module__], tag, self._stack, placement)
             logger.info("Starting %d rollout worker(s) (engine=%s, %s)", cfg.rollout.num_workers, cfg.rollout.engine, cfg.rollout.dtype)
-            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack, self.users, placement)
+            # the engines load while the learner ranks start: start-up takes the longer of the two, not their sum
+            self.rollouts = RolloutGroup(cfg, prep.model_path, tag, self._stack, self.users, placement, wait=False)
             if learn:
                 logger.info("Starting %d learner rank(s) (ZeRO-%d, lr %g, algorithm %s)", cfg.learner.num_learners,
                             cfg.learner.zero_stage, cfg.learner.lr, cfg.algorithm.name)
                 self.learners = LearnerGroup(cfg, prep.model_path, prep.algorithm, tag, self._stack, placement)
+            self.rollouts.wait_started()
+            self.rewards.wait_started()
         except BaseException:
             self._stack.close()
             raise
@@ -117,6 +174,7 @@ class Trainer:
         self._track()
         self.version = 0
         self._next: list[Trajectory] | None = None  # the next step's episodes, played during this step's update (async)
+        self._rows: int | None = None  # rows in trajectories.jsonl (their ids are numbered); counted at the first write
         self.current_step = 0
         self.lengths: tuple[int, int] | None = None  # (min, max) tokens per turn; benchmarks fix the response length
 
@@ -193,7 +251,9 @@ class Trainer:
         for chunk in console.chunks(tasks, rc.num_workers * rc.max_concurrent_episodes, desc=f"eval {tag}"):
             played += self.rollouts.rollout(chunk, n=1, greedy=True)  # group ids restart per chunk; eval ignores them
         trajectories = self.score(played)
+        audit = audit_episodes(trajectories, self.cfg.users.audit)  # issue 17: spoiled episodes marked failed
         metrics = trajectory_metrics(trajectories, f"eval_{tag}")
+        metrics.update({f"eval_{tag}/{k}": v for k, v in audit.items()})
         metrics.update({f"eval_{tag}/{k}": v for k, v in tool_metrics(trajectories).items()})
         if self.prep.reward_fn == "crm":  # per skill and task type, single vs multi-turn, confidentiality (docs/crm.md)
             metrics.update({f"eval_{tag}/crm/{k}": v for k, v in crm_metrics(trajectories).items()})
@@ -202,15 +262,26 @@ class Trainer:
             metrics.update({f"eval_{tag}/score/{k}": v for k, v in userrl_scores(trajectories).items()})
             metrics.update({f"eval_{tag}/userbench/{k}": v for k, v in userbench_metrics(trajectories).items()})
         metrics[f"eval_{tag}/seconds"] = time.perf_counter() - t0
-        with (self.run_dir / f"eval_{tag}.jsonl").open("w") as f:
-            f.writelines(t.to_json() + "\n" for t in trajectories)
+        write_rows(self.run_dir / f"eval_{tag}.jsonl", trajectories, 0, mode="w")
         return metrics
 
-    def _submit(self, step: int) -> Submitted:
+    def _submit(self, step: int, round_: int = 0) -> Submitted:
+        """Submit round `round_` of a step's rollout; refill rounds (dynamic sampling) draw other prompts."""
         cfg = self.cfg
-        tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=cfg.trainer.seed * 1_000_003 + step)
+        seed = cfg.trainer.seed * 1_000_003 + step + round_ * 2**32  # round 0 keeps the seeds of runs without refills
+        tasks = self.prep.env.tasks("train", cfg.trainer.prompts_per_step, seed=seed)
         return self.rollouts.submit(tasks, n=cfg.trainer.group_size, stop=self.prep.algorithm.rollout_stop_strings,
                                     lengths=self.lengths)
+
+    def _record(self, step: int, trajectories: list[Trajectory], **extra: Any) -> None:
+        """Append a round's episodes to trajectories.jsonl, each with its step (and refill round)."""
+        path = self.run_dir / "trajectories.jsonl"
+        if self._rows is None:  # a resumed run appends to the trimmed file
+            self._rows = 0
+            if path.is_file():
+                with path.open() as f:
+                    self._rows = sum(1 for _ in f)
+        self._rows += write_rows(path, trajectories, self._rows, step=step, **extra)
 
     def step(self, step: int) -> dict[str, float]:
         """One step; returns its metrics.
@@ -218,39 +289,75 @@ class Trainer:
         Synchronous: rollout -> score -> update -> sync. With `trainer.async_rollout`, step+1's rollout is
         submitted before this step's update and collected before the weight sync (engines swap weights idle), so
         it samples from the weights of step-1: one version stale, never more.
+
+        With `algorithm.grpo.dynamic_sampling` (`sample_step`), refill rounds of fresh prompts are played, scored and
+        metered until the batch has `trainer.prompts_per_step` groups with signal, all before the update; under
+        `async_rollout` only the next step's first round is submitted early (issue 14). Every round's episodes go
+        to trajectories.jsonl with their `sampling_round`.
         """
         cfg = self.cfg
         self.current_step = step
         t0 = time.perf_counter()
-        self.watchdog.enter("rollout", ["rollout"])
-        trajectories = self._next if self._next is not None else self.rollouts.collect(self._submit(step))
-        self._next = None
-        t1 = time.perf_counter()
-        trajectories = self.score(trajectories)
-        cost_metrics = self.meter(trajectories, step)
+        sampled_with = self.version  # the weights of this step's rollout (round 0 may be one older under async)
+        spent = {"rollout": 0.0, "reward": 0.0}
+        cost_metrics: dict[str, float] = {}
+        audits: list[tuple[int, dict[str, float]]] = []  # (episodes with user calls, the round's audit means)
+        algorithm = self.prep.algorithm
+        refills = getattr(algorithm, "sampling_rounds", 1) > 1
+
+        def play_round(r: int) -> list[Trajectory]:
+            nonlocal cost_metrics
+            t = time.perf_counter()
+            self.watchdog.enter("rollout", ["rollout"])
+            if r == 0 and self._next is not None:  # played during the last update (async_rollout)
+                played, self._next = self._next, None
+            else:
+                played = self.rollouts.collect(self._submit(step, r))
+            spent["rollout"] += time.perf_counter() - t
+            t = time.perf_counter()
+            played = self.score(played)
+            # issue 17: drop spoiled episodes before the batch, and before the group filter (they carry no signal)
+            audits.append((sum(bool(t.user_calls) for t in played), audit_episodes(played, cfg.users.audit)))
+            cost_metrics = self.meter(played, step)  # every round is paid for, kept or not
+            spent["reward"] += time.perf_counter() - t
+            self._record(step, played, **({"sampling_round": r} if refills else {}))
+            return played
+
+        trajectories, train_on, sampling_metrics = sample_step(
+            play_round, algorithm, cfg.trainer.prompts_per_step, stop=lambda: self.budget_reached is not None)
+        cost_metrics.update(routing_metrics(trajectories))  # over every round, not only the last
         t2 = time.perf_counter()
-        with (self.run_dir / "trajectories.jsonl").open("a") as f:
-            f.writelines(json.dumps({"step": step, **json.loads(t.to_json())}) + "\n" for t in trajectories)
-        scored = [t for t in trajectories if not t.failed and not t.context_drift]
-        if not scored:
+        if not any(not t.failed and not t.context_drift for t in trajectories):
             failed = [t for t in trajectories if t.failed]
             raise RoleFailed(f"step {step}: no trajectory can be trained on: {len(failed)} failed"
                              f"{f' (first: {failed[0].failure})' if failed else ''}, {len(trajectories) - len(failed)} with "
                              f"context token drift; see {self.run_dir}/trajectories.jsonl")
-        batch, batch_metrics = self.prep.algorithm.make_batch(scored, self.tokenizer)
-        batch = fill_to(batch, cfg.trainer.samples_per_step)
-        pending = self._submit(step + 1) if cfg.trainer.async_rollout and step < cfg.trainer.steps else None
-        self.watchdog.enter("update", ["learner"])
-        learner_metrics = self.learners.update(batch, stale=cfg.trainer.async_rollout)
+        scored = [t for t in train_on if not t.failed and not t.context_drift]  # empty only under dynamic sampling
+        batch_metrics: dict[str, float] = {}
+        learner_metrics: dict[str, float] = {}
+        pending = payload = None
+        load_s = 0.0
+        if scored:
+            batch, batch_metrics = algorithm.make_batch(scored, self.tokenizer)
+            batch = fill_to(batch, cfg.trainer.samples_per_step)
+            pending = self._submit(step + 1) if cfg.trainer.async_rollout and step < cfg.trainer.steps else None
+            self.watchdog.enter("update", ["learner"])
+            learner_metrics = self.learners.update(batch, stale=cfg.trainer.async_rollout)
+        else:  # dynamic sampling found no group with signal in any round: nothing to learn, the weights stay
+            logger.warning("step %d: no group with reward signal in %d sampling round(s); update skipped", step,
+                           int(sampling_metrics.get("dapo/rounds", 1)))
+        if refills:
+            sampling_metrics["dapo/skipped_update"] = float(not scored)
         t3 = time.perf_counter()
         if pending is not None:  # before the sync; a worker lost meanwhile replays its episodes with the same weights
             self.watchdog.enter("rollout_wait", ["rollout"])
             self._next = self.rollouts.collect(pending)
         t4 = time.perf_counter()
-        self.version += 1
-        self.watchdog.enter("sync", ["learner", "rollout"])
-        payload = self.learners.export_weights(self.version, cfg.rollout.dtype)
-        load_s = self.rollouts.load_weights(payload, self.version)
+        if scored:
+            self.version += 1
+            self.watchdog.enter("sync", ["learner", "rollout"])
+            payload = self.learners.export_weights(self.version, cfg.rollout.dtype)
+            load_s = self.rollouts.load_weights(payload, self.version)
         t5 = time.perf_counter()
         generated = sum(t.num_policy_tokens for t in trajectories)
         n = len(trajectories)
@@ -262,22 +369,25 @@ class Trainer:
             "rollout/token_drift_rate": sum(t.token_drift is not None for t in trajectories) / n,
             "rollout/context_drift_dropped": float(sum(t.context_drift for t in trajectories)),
             **trajectory_metrics(trajectories, "reward"), **batch_metrics, **learner_metrics, **user_metrics(trajectories),
-            **tool_metrics(trajectories), **cost_metrics,
+            **pooled_means(audits),
+            **tool_metrics(trajectories), **cost_metrics, **sampling_metrics,
             "rollout/response_len": generated / n,
             "rollout/tokens": float(generated),
             "weights/version": float(self.version),
-            "weights/staleness": float(self.version - 1 - min(t.weight_version for t in trajectories)),
-            "time/rollout_s": t1 - t0, "time/reward_s": t2 - t1, "time/update_s": t3 - t2,
+            "weights/staleness": float(sampled_with - min(t.weight_version for t in trajectories)),
+            "time/rollout_s": spent["rollout"], "time/reward_s": spent["reward"], "time/update_s": t3 - t2,
             "time/rollout_wait_s": t4 - t3,
-            "time/sync_s": t5 - t4, "time/export_s": payload.export_s, "time/load_s": load_s, "time/step_s": t5 - t0,
-            "weights/remote_workers": float(self.rollouts.remote_from(payload.node_id) if payload.blob is not None else 0),
+            "time/sync_s": t5 - t4, "time/export_s": payload.export_s if payload else 0.0, "time/load_s": load_s,
+            "time/step_s": t5 - t0,
+            "weights/remote_workers": float(self.rollouts.remote_from(payload.node_id)
+                                            if payload is not None and payload.blob is not None else 0),
         }
         recovery = self.rollouts.take_recovery_metrics()
         if recovery["rollout/restarts"]:  # restarted workers run in new processes: the stack dumps must find them
             self._track()
         metrics.update(recovery)
         if not cfg.trainer.async_rollout:  # an overlapped rollout has no wall time of its own to divide by
-            metrics["rollout/tokens_per_s"] = generated / (t1 - t0)
+            metrics["rollout/tokens_per_s"] = generated / spent["rollout"]
         return metrics
 
     def learner_failure(self) -> RoleFailed | None:

@@ -5,8 +5,8 @@ checks, in order, and raises `ConfigError` (or `ModelNotFoundError`) naming the 
 
 1. names: `env.name` (and `env.kwargs`, by building the environment), `algorithm.name`, `reward.fn` and
    `reward.kwargs`, the engine, the loggers;
-2. the simulated users the environment needs (`users.*`), and that the bounds nest (users' worst case < env step <
-   `watchdog.rollout_s`);
+2. the simulated users the environment needs (`users.*`; a judged gym refuses an implicit `rules` backend), and
+   that the bounds nest (users' worst case < env step < `watchdog.rollout_s`);
 3. the model: `model.name` resolves to a local folder whose tokenizer loads;
 4. the context: the longest opening prompt of a sample of tasks plus `rollout.max_new_tokens` fits
    `model.max_model_len`;
@@ -20,6 +20,7 @@ from the result. No Ray import: this module sits below the actors, groups and dr
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,14 +32,19 @@ from rltrain.agent import ChatRenderer, tool_settings
 from rltrain.algorithms import Algorithm, build_algorithm
 from rltrain.config import RunConfig
 from rltrain.config.env import step_timeout
+from rltrain.config.learner import default_zero_stage
+from rltrain.config.loader import given
 from rltrain.engines import vllm_available
 from rltrain.envs import ENVIRONMENTS, TextEnv, make_env
 from rltrain.envs.base import resolve_max_turns
+from rltrain.envs.judging import check_user_backend
 from rltrain.envs.router import check_router_config
 from rltrain.errors import ConfigError
 from rltrain.models import EMBEDDED_MODEL, resolve_model
 from rltrain.placement import ACCOUNTANT_CPUS, Node, PlacementPlan, plan_placement
 from rltrain.telemetry import check_loggers
+
+logger = logging.getLogger(__name__)
 
 CONTEXT_SAMPLE_TASKS = 16
 """Tasks per split whose opening prompt the context check measures (cheap: a chat template and a tokenizer)."""
@@ -118,6 +124,7 @@ class Preflight:
 def prepare(cfg: RunConfig) -> Preflight:
     """Run every pre-flight check (module docstring); raise ConfigError/ModelNotFoundError on the first failure."""
     names = check_names(cfg)
+    check_user_source(cfg, names.needs_users)
     user_model_path = check_users(cfg, names.needs_users)
     check_bounds(cfg, names.needs_users)
     model_path = str(resolve_model(cfg.model.name, _cache_dir(cfg)))
@@ -125,8 +132,16 @@ def prepare(cfg: RunConfig) -> Preflight:
     check_context(cfg, names.env, tokenizer)
     if cfg.env.name == "router":  # its pool, price table and installed models (docs/router.md)
         check_router_config(cfg.env.kwargs, cfg.users, cfg.costs.price_table, _cache_dir(cfg))
+    log_chosen_defaults(cfg)
     return Preflight(cfg, model_path, names.env, names.algorithm, names.reward_fn,
                      requirements(cfg, names.needs_users), user_model_path, tokenizer)
+
+
+def log_chosen_defaults(cfg: RunConfig) -> None:
+    """One line for each setting that the config chose from the others because the user left it unset."""
+    if not given(cfg.learner, "zero_stage"):
+        stage, why = default_zero_stage(cfg.learner.num_learners, cfg.learner.dtype)
+        logger.info("learner.zero_stage unset: ZeRO-%d (%s); set learner.zero_stage to choose", stage, why)
 
 
 def check_names(cfg: RunConfig) -> Names:
@@ -181,6 +196,13 @@ def check_users(cfg: RunConfig, needs_users: bool) -> str | None:
             raise ConfigError("users.engine=vllm but vLLM is not installed; set users.engine=transformers")
         return str(resolve_model(uc.model or EMBEDDED_MODEL, _cache_dir(cfg)))
     return None
+
+
+def check_user_source(cfg: RunConfig, needs_users: bool) -> None:
+    """A judged gym (or a mix with one) refuses the default `rules` user unless `users.backend` was set explicitly
+    (issue 17: the rules responders are test fixtures). Replayed user turns come from a file: no backend is used."""
+    if needs_users and not cfg.users.replay_from:
+        check_user_backend(cfg.env.name, cfg.env.kwargs, cfg.users.backend, cfg.users.backend_explicit)
 
 
 def check_bounds(cfg: RunConfig, needs_users: bool) -> None:

@@ -111,22 +111,14 @@ def _validation_loss(learners: Any, samples: list[SFTSample], pad_id: int, chunk
     return total / max(1, count) if count else float("nan")
 
 
-def _with_schedule(run: SFTRun, total: int) -> tuple[Any, str]:
-    """The RunConfig with the step count and warmup of this SFT run (and the decay, where the learner takes it), and
-    the schedule the learner will really follow (logged as `sft/lr`)."""
+def _with_schedule(run: SFTRun, total: int) -> Any:
+    """The RunConfig with the step count, warmup and decay of this SFT run: one optimizer step per trainer step, so
+    the learner's schedule spans `total` optimizer steps (learner.lr_schedule, learner.total_steps)."""
     cfg, sft = run.run, run.sft
-    learner = dataclasses.replace(cfg.learner, warmup_steps=warmup_steps(total, sft.warmup_ratio))
-    names = {f.name for f in dataclasses.fields(learner)}
-    schedule = {"lr_schedule": sft.lr_schedule, "total_steps": total, "min_lr_ratio": sft.min_lr_ratio}
-    applied = sft.lr_schedule
-    if {"lr_schedule", "total_steps"} <= names:  # the learner's decay hook (see docs/sft.md, "Schedule")
-        learner = dataclasses.replace(learner, **{k: v for k, v in schedule.items() if k in names})
-    elif sft.lr_schedule != "constant":
-        logger.warning("this learner applies warmup only: sft.lr_schedule=%s needs learner.lr_schedule (docs/sft.md); "
-                       "training continues at a constant lr after warmup", sft.lr_schedule)
-        applied = "constant"
+    learner = dataclasses.replace(cfg.learner, warmup_steps=warmup_steps(total, sft.warmup_ratio),
+                                  lr_schedule=sft.lr_schedule, total_steps=total, min_lr_ratio=sft.min_lr_ratio)
     trainer = dataclasses.replace(cfg.trainer, steps=total)
-    return dataclasses.replace(cfg, learner=learner, trainer=trainer), applied
+    return dataclasses.replace(cfg, learner=learner, trainer=trainer)
 
 
 RESUME_SFT_KEYS = ("datasets", "validation", "val_ratio", "epochs", "batch_size", "per_turn", "max_length", "packing",
@@ -160,19 +152,18 @@ def sft(run: SFTRun, ray_temp_dir: str | None = None) -> dict[str, Any]:
     from rltrain.models import resolve_model
     from rltrain.preflight import load_tokenizer, requirements
     from rltrain.telemetry import Telemetry
-    from rltrain.types import TrainBatch
 
     sft_cfg = run.sft
-    if sft_cfg.packing and "position_ids" not in {f.name for f in dataclasses.fields(TrainBatch)}:
-        raise ConfigError("sft.packing=true needs the learner to take packed rows (TrainBatch.position_ids, docs/sft.md "
-                          "'Packing'); set sft.packing=false")
+    if sft_cfg.packing and sft_cfg.loss_agg_mode != "token-mean":  # a packed row holds several sequences
+        raise ConfigError(f"sft.loss_agg_mode={sft_cfg.loss_agg_mode} averages per row, and with sft.packing=true a row "
+                          f"holds several samples; use sft.loss_agg_mode=token-mean or sft.packing=false")
     model_path = str(resolve_model(run.run.model.name, Path(run.run.model.cache_dir) if run.run.model.cache_dir else None))
     tokenizer = load_tokenizer(model_path, "model.name")
     seed = run.run.trainer.seed
     data = load_data(sft_cfg, tokenizer, seed)
     per_epoch = steps_per_epoch(data, sft_cfg, seed)
     total = per_epoch * sft_cfg.epochs
-    cfg, schedule = _with_schedule(run, total)
+    cfg = _with_schedule(run, total)
     logger.info("SFT: %d training samples (%s), %d validation, %d steps/epoch x %d epochs; dropped %s",
                 sum(map(len, data.train)), ", ".join(ds.path for ds in sft_cfg.datasets), len(data.validation), per_epoch,
                 sft_cfg.epochs, data.dropped or "none")
@@ -216,7 +207,7 @@ def sft(run: SFTRun, ray_temp_dir: str | None = None) -> dict[str, Any]:
                 batch = fill_to(samples_to_batch(rows, pad_id), sft_cfg.batch_size)
             metrics = {**learners.update(batch), "sft/epoch": epoch + (index + 1) / per_epoch,
                        "sft/lr": cfg.learner.lr * lr_factor(step - 1, total, warmup=cfg.learner.warmup_steps,
-                                                            schedule=schedule, min_ratio=sft_cfg.min_lr_ratio),
+                                                            schedule=sft_cfg.lr_schedule, min_ratio=sft_cfg.min_lr_ratio),
                        "time/step_s": time.perf_counter() - t0}
             if data.validation and (step % eval_every == 0 or step == last):
                 metrics["sft/val_loss"] = _validation_loss(learners, data.validation, pad_id, cfg.learner.micro_batch_size)

@@ -127,7 +127,7 @@ class Trajectory:
 
 @dataclass
 class TrainBatch:
-    """A padded batch for the learner, right-padded; row i is trajectory i.
+    """A padded batch for the learner, right-padded; row i is trajectory i (or, packed, several samples: `position_ids`).
 
     Shapes: B rows, T = longest prompt+response. Token position j of `input_ids` is predicted from position
     j-1, so per-token tensors (`loss_mask`, `advantages`, logprobs) are aligned with `input_ids` and entry 0
@@ -143,6 +143,10 @@ class TrainBatch:
         group_ids: (B,) long, which task (group) each row samples; rows of a group are contiguous.
         answer_mask: (B, T) bool or None, tokens of a supervised target (LaTRO's gold answer y).
         finished: (B,) bool or None, whether a generated segment stopped by itself (LaTRO's non-stop penalty).
+        position_ids: (B, T) long or None. None: row i is one sample (padded). Set: packed rows
+            (rltrain.ops.packing.pack): several samples per row, positions restarting at 0 at each sample start; the
+            learner then attends block-diagonally (no sample sees another), and `loss_mask` must be False at each
+            sample's first token (its "predecessor" is the previous sample's last token).
     """
 
     input_ids: torch.Tensor
@@ -154,10 +158,11 @@ class TrainBatch:
     group_ids: torch.Tensor | None = None
     answer_mask: torch.Tensor | None = None
     finished: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = self.input_ids.shape
-        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs", "answer_mask"):
+        for name in ("attention_mask", "loss_mask", "advantages", "rollout_logprobs", "answer_mask", "position_ids"):
             value = getattr(self, name)
             if value is not None and value.shape != shape:
                 raise ValueError(f"TrainBatch.{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")

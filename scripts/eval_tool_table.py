@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from rewards.toolcall import spectool_metrics
+from rltrain.data.schema import read_trajectories
 from rltrain.envs import make_env
 from rltrain.tools.metrics import tool_call_metrics
-from rltrain.types import Trajectory
 
 PATTERNS = ("IAC", "IAV", "IAN", "IAT", "RAC", "IFN", "IFE")
 
@@ -27,7 +27,7 @@ def env_tools(name: str) -> list[dict]:
 
 
 def row(label: str, path: str) -> dict[str, float | str]:
-    trajs = [Trajectory.from_json(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    trajs = list(read_trajectories(Path(path)))  # old dataclass rows and versioned rows alike
     done = [t for t in trajs if not t.failed]
     tools = {name: env_tools(name) for name in {t.env for t in trajs}}
     spec = spectool_metrics(trajs, tools)

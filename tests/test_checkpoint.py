@@ -69,7 +69,7 @@ def test_incompatible_config_names_the_keys() -> None:
     with pytest.raises(ConfigError) as err:
         checkpoint.check_compatible(saved, changed)
     message = str(err.value)
-    assert "learner.zero_stage: checkpoint 2, now 3" in message and "trainer.group_size" in message
+    assert "learner.zero_stage: checkpoint 0, now 3" in message and "trainer.group_size" in message
     assert "learner.micro_batch_size" in message and "learner.lr" not in message
 
 

@@ -30,7 +30,8 @@ def _run(tiny_model: Path, out: Path, *overrides: str) -> Path:
 
 @pytest.fixture(scope="module")
 def zero2_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _run(tiny_model, tmp_path_factory.mktemp("export"), "learner.num_learners=1", "trainer.name=z2")
+    return _run(tiny_model, tmp_path_factory.mktemp("export"), "learner.num_learners=1", "learner.zero_stage=2",
+                "trainer.name=z2")  # ZeRO-2 set: one rank alone would get ZeRO-0
 
 
 def _same_weights(a: Path, b: Path, atol: float = 0.0) -> None:

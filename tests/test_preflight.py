@@ -26,7 +26,7 @@ def test_the_environment_is_built_once(tiny_model: Path, monkeypatch: pytest.Mon
 
 
 def test_a_telepathy_run_reserves_its_users_once(tiny_model: Path) -> None:
-    prep = preflight.prepare(load_config(TINY, [f"model.name={tiny_model}", "env.name=telepathy", "users.num_actors=2",
+    prep = preflight.prepare(load_config(TINY, [f"model.name={tiny_model}", "env.name=telepathy", "users.backend=rules", "users.num_actors=2",
                                                "users.num_cpus=2", "model.max_model_len=1024"]))
     assert prep.needs_users and len(prep.requirements.plan.slots["users"]) == 2
     assert prep.requirements.cpus == 4.5 + 4

@@ -62,19 +62,22 @@ def fill_batch(generate_round: Callable[[int], list[Trajectory]], prompts_needed
         prompts_needed: groups wanted (`trainer.prompts_per_step`).
         max_rounds: `algorithm.grpo.max_sampling_rounds`.
         first_round: round 0 when it was already generated (with `async_rollout`, submitted during the last update).
-        check_budget: called after every round; raises (e.g. `BudgetExceeded`) to stop the run cleanly.
+        check_budget: called after every round; raises (e.g. `BudgetExceeded`) to stop the run cleanly, or returns
+            True to stop refilling (a budget reached: the step trains on what it has, then the driver stops the run).
         score: the per-trajectory score whose spread decides (`GRPO.group_score`).
 
     The returned trajectories hold whole groups, contiguous, with group ids 0..k-1, and at most `prompts_needed`
     groups (extra groups of the last round are dropped, as verl does). Metrics: `dapo/rounds`, `dapo/kept_groups`,
     `dapo/dropped_zero_std_groups`, `dapo/dropped_small_groups`, `dapo/batch_fill` (kept / needed),
-    `dapo/unfilled` (1 when the rounds ran out), `dapo/generated_trajectories`.
+    `dapo/unfilled` (1 when the rounds ran out), `dapo/generated_trajectories`, `dapo/budget_stop` (1 when
+    `check_budget` ended the refill).
     """
     if prompts_needed < 1 or max_rounds < 1:
         raise ValueError(f"fill_batch needs prompts_needed >= 1 and max_rounds >= 1, got {prompts_needed}, {max_rounds}")
     kept: list[list[Trajectory]] = []
     flat = small = generated = rounds = 0
-    while len(kept) < prompts_needed and rounds < max_rounds:
+    budget_stop = False
+    while len(kept) < prompts_needed and rounds < max_rounds and not budget_stop:
         batch = first_round if rounds == 0 and first_round is not None else generate_round(rounds)
         rounds += 1
         generated += len(batch)
@@ -82,7 +85,7 @@ def fill_batch(generate_round: Callable[[int], list[Trajectory]], prompts_needed
         kept += groups
         flat, small = flat + n_flat, small + n_small
         if check_budget is not None:
-            check_budget()
+            budget_stop = check_budget() is True
     kept = kept[:prompts_needed]
     out: list[Trajectory] = []
     for new_id, members in enumerate(kept):
@@ -92,8 +95,9 @@ def fill_batch(generate_round: Callable[[int], list[Trajectory]], prompts_needed
     unfilled = len(kept) < prompts_needed
     if unfilled:
         logger.warning("dynamic sampling: only %d of %d groups with reward signal after %d rounds "
-                       "(algorithm.grpo.max_sampling_rounds); training on those", len(kept), prompts_needed, rounds)
+                       "(%s); training on those", len(kept), prompts_needed, rounds,
+                       "a budget was reached" if budget_stop else "algorithm.grpo.max_sampling_rounds")
     return out, {"dapo/rounds": float(rounds), "dapo/kept_groups": float(len(kept)),
                  "dapo/dropped_zero_std_groups": float(flat), "dapo/dropped_small_groups": float(small),
                  "dapo/batch_fill": len(kept) / prompts_needed, "dapo/unfilled": float(unfilled),
-                 "dapo/generated_trajectories": float(generated)}
+                 "dapo/generated_trajectories": float(generated), "dapo/budget_stop": float(budget_stop)}

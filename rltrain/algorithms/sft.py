@@ -51,7 +51,7 @@ def samples_to_batch(samples: Sequence[SFTSample], pad_id: int) -> TrainBatch:
 
 def packed_batch(samples: Sequence[SFTSample], pad_id: int, capacity: int) -> TrainBatch:
     """Samples packed into rows of at most `capacity` tokens (rltrain.ops.packing): `position_ids` restart at each
-    sample, and the learner attends block-diagonally. Needs `TrainBatch.position_ids` (docs/sft.md "Packing")."""
+    sample, and the learner attends block-diagonally (actors/learner.py `model_inputs`, docs/sft.md "Packing")."""
     from rltrain.ops.packing import pack
 
     packed = pack([s.input_ids for s in samples], [s.loss_mask for s in samples], capacity, pad_id)
@@ -64,7 +64,7 @@ def packed_batch(samples: Sequence[SFTSample], pad_id: int, capacity: int) -> Tr
         mask[r, starts] = False
     zeros = torch.zeros(packed.input_ids.shape)
     return TrainBatch(packed.input_ids, attention, mask, zeros, zeros.clone(), torch.zeros(len(packed.seq_lens)),
-                      position_ids=packed.position_ids)  # type: ignore[call-arg]  (the learner hook adds the field)
+                      position_ids=packed.position_ids)
 
 
 def trajectory_samples(trajectories: Sequence[Trajectory]) -> list[SFTSample]:

@@ -79,9 +79,28 @@ def build(cls: type[T], data: Any, where: str = "") -> T:
         )
     values = {name: _convert(hints[name], data[name], _key(where, name)) for name in fields if name in data}
     try:
-        return cls(**values)
+        built = cls(**values)
     except TypeError as err:  # a required field without default is missing
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
+    # Not a field (to_dict, --help-config and resume checks stay as they are); kept by pickling, not by replace().
+    object.__setattr__(built, _GIVEN, frozenset(data))
+    return built
+
+
+_GIVEN = "_given_keys"
+
+
+def given(section: Any, key: str) -> bool:
+    """Whether the YAML file or an override set `key` of this section built by `build`, rather than leaving the
+    default: a default that is unsafe for some runs (`users.backend: rules` for a judged gym) must be chosen
+    explicitly. False for a section built in code.
+
+    >>> from rltrain.config import load_config
+    >>> cfg = load_config(None, ["users.backend=rules"])
+    >>> given(cfg.users, "backend"), given(cfg.users, "model"), given(load_config(None).users, "backend")
+    (True, False, False)
+    """
+    return key in getattr(section, _GIVEN, frozenset())
 
 
 def _key(where: str, name: str) -> str:

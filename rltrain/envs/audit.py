@@ -3,8 +3,9 @@
 A spoiled episode is one where the user (or judge)
 - contradicts the task's ground truth: where the rules oracle can decide the question (the constrained grammar
   of `rltrain.envs.questions` over the task's structured facts), the LLM's Yes/No must agree with it; a judge
-  that rejects a guess which IS the entity's name, or an Intention evaluator that misses the detail whose
-  authored question was asked verbatim, contradicts it too;
+  that rejects a guess which IS the entity's name, an Intention evaluator that misses the detail whose
+  authored question was asked verbatim, or a Travel judge that types a grammar question about a hidden
+  preference as anything but 2 (or one about a subcategory without a hidden preference as 2), contradicts it too;
 - leaks the answer: a reply the agent sees names the hidden entity (Telepathy) or states a hidden preference
   word for word (Travel), by string match;
 - breaks its persona (optional, `persona=True`): a role-play reply that says it is an AI or a language model.
@@ -13,10 +14,15 @@ Cheap by design: no model call. Where the oracle cannot decide (Maybe, free text
 audit's false positives come only from the oracle being wrong, which the truthful-rules tests rule out
 (measured: 0 flags on the clean episodes of `tests/envs/test_audit.py`).
 
-How it runs: `AuditingUser` wraps whatever `UserSim` a rollout worker binds to the env and logs every
-(request, reply); after the episode, `audit_calls(log, task_data)` returns the flags, `episode_weight(flags,
-mode)` the episode's weight (1 keep, 0 drop, `downweight` factor), and `audit_metrics` the step's
-`user/audit_spoiled_rate` and `user/audit_dropped_share`.
+How it runs in training: every judged gym audits each reply it accepts (`audit_record` is registered in
+`judged.CALL_AUDITS`, which `JudgedGym.ask_json` runs; `rltrain.envs` imports this module) and keeps the flags on that call's record (`Trajectory.user_calls[i]["audit"]`, next to
+`["malformed"]`). After scoring, the driver calls `audit_episodes(trajectories, cfg.users.audit)`: it marks the
+spoiled episodes failed when `users.audit.mode=drop` (the batch then leaves them out, as it does any failed
+episode) and returns the step's `user/*` metrics, `user/invalid_reply_rate` among them.
+
+Offline: `AuditingUser` wraps any `UserSim` and logs every (request, reply); `audit_calls(log, task_data)`
+returns the flags, `episode_weight(flags, mode)` the episode's weight (1 keep, 0 drop, `downweight` factor), and
+`audit_metrics` the shares of spoiled and dropped episodes.
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rltrain.envs.judged import normalize
+from rltrain.envs.judged import CALL_AUDITS, normalize
 from rltrain.envs.questions import NO_FACTS, Facts
 from rltrain.users import UserReply, UserRequest, UserSim, parse_json_reply
+
+if TYPE_CHECKING:
+    from rltrain.config.users import AuditConfig
+    from rltrain.types import Trajectory
 
 Kind = Literal["contradiction", "leak", "persona"]
 Mode = Literal["keep", "drop", "downweight"]
@@ -104,7 +114,9 @@ def audit_call(request: UserRequest, reply: UserReply, data: Mapping[str, Any], 
         if isinstance(covered, list) and asked and not set(asked) <= set(covered):
             flags.append(Flag(request.key, "contradiction",
                               f"{ctx.get('question')!r} is the authored question of details {asked}; covered {covered}"))
-    elif rule.startswith("travel.") and rule not in ("travel.judge", "travel.search"):
+    elif rule == "travel.judge":
+        flags += _travel_judgment(request, text)
+    elif rule.startswith("travel.") and rule != "travel.search":
         response = _field(text, "response")
         explicit = [row[2] for dim in data.get("dimensions", []) for row in data.get(dim, {}).get("preferences", [])]
         for statement in explicit:
@@ -116,6 +128,20 @@ def audit_call(request: UserRequest, reply: UserReply, data: Mapping[str, Any], 
         if PERSONA_BREAKS.search(shown):
             flags.append(Flag(request.key, "persona", f"breaks the persona: {shown[:80]!r}"))
     return flags
+
+
+def _travel_judgment(request: UserRequest, text: str) -> list[Flag]:
+    """Where the grammar decides the utterance (`travel_truth`): an exact question about a hidden preference judged
+    anything but type 2, or a question about a subcategory the traveler has no hidden preference in judged type 2."""
+    from rltrain.envs.travel_truth import judge_type, judge_utterance  # the oracle's own rule
+
+    truth, _ = judge_type(judge_utterance(request))
+    said = str(_field(text, "type") or "").strip()
+    utterance = request.context.get("utterance")
+    if (truth == "2" and said in ("1", "3", "4")) or (truth == "3" and said == "2"):
+        return [Flag(request.key, "contradiction", f"{utterance!r}: the judge said type {said}, the preferences say "
+                                                   f"type {truth}")]
+    return []
 
 
 def _names(text: str, names: Iterable[str]) -> bool:
@@ -155,3 +181,37 @@ def decidable_share(questions: Iterable[str], data: Mapping[str, Any]) -> float:
     facts, qs = _facts(data), list(questions)
     return sum(facts.decide(q) is not None for q in qs) / len(qs) if qs else 0.0
 
+
+
+@CALL_AUDITS.register("ground_truth")
+def audit_record(request: UserRequest, record: Mapping[str, Any], data: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The flags of one recorded call (`UserReply.record`, as the gym keeps it) against the task `data`, as plain
+    dicts for the trajectory file. Every kind is flagged here, persona included; `audit_episodes` decides which
+    count (`users.audit.persona`)."""
+    reply = UserReply(str(record.get("text", "")))
+    return [{"kind": f.kind, "detail": f.detail} for f in audit_call(request, reply, data, persona=True)]
+
+
+def audit_episodes(trajectories: list[Trajectory], cfg: AuditConfig) -> dict[str, float]:
+    """The driver's hook after scoring: drop the spoiled episodes (`users.audit.mode=drop`: marked failed, so the
+    batch leaves them out and the accountant's score is not trained on) and return the step's `user/*` metrics.
+
+    Metrics (over the episodes that called a simulated user; none without such episodes):
+    `user/invalid_reply_rate`: the mean per-episode share of malformed simulator replies (retried or not);
+    `user/audit_spoiled_rate`, `user/audit_dropped_share` and `user/audit_<kind>_rate` (`audit_metrics`).
+    """
+    counted = {"contradiction", "leak"} | ({"persona"} if cfg.persona else set())
+    episodes = [t for t in trajectories if t.user_calls]
+    if not episodes:
+        return {}
+    flags_per_episode, weights = [], []
+    for t in episodes:
+        flags = [Flag(call.get("key", ""), flag["kind"], flag["detail"])
+                 for call in t.user_calls for flag in call.get("audit", ()) if flag["kind"] in counted]
+        weight = episode_weight(flags, "drop" if cfg.mode == "drop" else "keep") if t.failure is None else 1.0
+        if weight == 0.0:  # an episode that failed already keeps its own reason and is not the audit's drop
+            t.failure = f"user audit ({len(flags)} flag(s); users.audit.mode=drop): {flags[0].kind}: {flags[0].detail}"
+        flags_per_episode.append(flags)
+        weights.append(weight)
+    invalid = [sum("malformed" in c for c in t.user_calls) / len(t.user_calls) for t in episodes]
+    return {"user/invalid_reply_rate": sum(invalid) / len(invalid), **audit_metrics(flags_per_episode, weights)}

@@ -11,16 +11,25 @@ only its own rules: `opening(task)` (the first user message) and `act(verb, cont
 - the verbs (spec §1.3): `[finish]` ends the episode with reward 0; a verb the gym does not offer returns
   a hint with reward 0; every step counts towards `max_steps` and the step that reaches it is truncated;
 - the turn reward: `reward - step_penalty`, clipped to [0, 1] when `normalize_rewards` (spec §1.4);
-- `ask_json`: one simulated-user call whose reply must be a JSON object of a given shape.
+- `ask_json`: one simulated-user call whose reply must be a JSON object of a given shape, parsed strictly.
 
-Failure policy. Two different things can go wrong with the simulated user:
+Failure policy (issue 17). Two different things can go wrong with the simulated user:
 
-- Malformed output (no JSON, a missing field, a value outside the allowed set) is a weak simulator's
-  mistake, not a broken service. As in UserRL (spec §1.4) the turn gets fallback feedback and reward 0 and
-  the episode goes on; unlike UserRL it is visible: that step's `StepResult.info["judge_error"]` names the
-  rule and the reason, and `judge_errors` counts them over the episode. It never raises.
-- `UserSimError` (no user bound, service down, retries exhausted) propagates out of `astep`: the agent loop
-  marks the episode failed, never reward 0 (spec §1.11, "Env exceptions ... silent negative signal").
+- Malformed output (no JSON, a missing field, a value outside the allowed set) is the simulator's mistake,
+  never the agent's. `ask_json` asks again (`judge_retries` times, `rltrain.envs.judging.ask_strict`), showing
+  the simulator its reply and what was wrong with it. Every malformed reply is marked on its call record
+  (`user_calls[i]["malformed"]`, the per-episode `user/invalid_reply_rate`), named in that step's
+  `StepResult.info["judge_error"]` and counted in `judge_errors`. When every attempt is malformed:
+  `on_malformed="fail"` (the default) raises `MalformedReplyError`, a `UserSimError`; `"fallback"` is the papers'
+  rule (UserRL spec §1.4, UserBench's canned apology): the gym's fallback feedback with reward 0, and the
+  episode goes on (TravelGym's parity mode).
+- `UserSimError` (no user bound, service down, retries exhausted, a malformed simulator) propagates out of
+  `astep`: the agent loop marks the episode failed, never reward 0 (spec §1.11, "Env exceptions ... silent
+  negative signal").
+
+Every accepted reply goes through the registered `CALL_AUDITS` (the ground-truth audit of `rltrain.envs.audit`, no
+model call); their flags go on the call record (`user_calls[i]["audit"]`), where `audit_episodes` finds them after
+the episode.
 
 `step` runs `astep` with `asyncio.run`, for scripts and tests outside an event loop; the agent loop awaits
 `astep`. The small text helpers the rules responders share (`normalize`, `mentions`, `fenced_json`) live here.
@@ -36,16 +45,26 @@ import json
 import random
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from rltrain.envs.base import Split, StepResult, TextEnv
+from rltrain.envs.judge_parsing import JudgeError, MalformedReplyError, ask_strict, parse_strict
+from rltrain.registry import Registry
 from rltrain.types import Task
-from rltrain.users import UserRequest, parse_json_reply
+from rltrain.users import UserRequest
+
+__all__ = ["CALL_AUDITS", "JudgeError", "JudgedGym", "MalformedReplyError", "fenced_json", "mentions", "normalize", "one_of"]
 
 T = TypeVar("T")
 DATA_DIR = Path(__file__).parent / "data"
+
+CallAudit = Callable[[UserRequest, Mapping[str, Any], Mapping[str, Any]], list[dict[str, str]]]
+CALL_AUDITS: Registry[CallAudit] = Registry("call audit")
+"""Checks of every reply a judged gym accepts: (request, call record, task data) -> flags ({kind, detail}) for the
+record. `rltrain.envs.audit` registers the ground-truth audit. A registry, not an import: the audit reads the gyms'
+own rules (telepathy, intention), which build on this module."""
 
 PROTOCOL_RULES = (
     "Act through the interact_with_env tool (or write one line: [choice] content). Choices:\n"
@@ -62,10 +81,6 @@ def render_data_file(data: dict[str, list[Any]], keys: Iterable[str]) -> str:
         rows = ",\n".join(f"    {json.dumps(row)}" for row in data[key])
         parts.append(f'  "{key}": [\n{rows}\n  ]')
     return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-class JudgeError(ValueError):
-    """A simulator reply that does not have the shape the gym asked for (raised by `ask_json` parsers)."""
 
 
 def normalize(text: str) -> str:
@@ -117,6 +132,11 @@ class JudgedGym(TextEnv):
     """What the agent must do, shown first in the system prompt."""
     verbs: ClassVar[dict[str, str]]
     """The verbs this gym offers ("action", "search", "answer") and what each does, for the system prompt."""
+    judge_retries: int = 2
+    """Asks after a malformed reply before the call counts as the simulator's failure (issue 17)."""
+    on_malformed: Literal["fail", "fallback"] = "fail"
+    """A reply still malformed after the retries: "fail" raises `MalformedReplyError` (the episode is marked failed);
+    "fallback" gives the gym's fallback for that turn with reward 0 (the papers' rule, a parity mode)."""
 
     def __init__(self, max_steps: int = 16, step_penalty: float = 0.0, normalize_rewards: bool = True) -> None:
         """Args:
@@ -187,23 +207,45 @@ class JudgedGym(TextEnv):
     # -- the simulated user ------------------------------------------------------------------------------------
 
     async def ask_json(self, request: UserRequest, parse: Callable[[dict[str, Any]], T]) -> T | None:
-        """Ask the simulated user and parse its JSON reply; None (recorded as a judge error) when malformed.
+        """Ask the simulated user and parse its JSON reply strictly, asking again while it is malformed.
 
         `parse` turns the reply's JSON object into what the gym needs and raises `JudgeError` (or KeyError,
-        TypeError, ValueError) when the object lacks a field or holds a value off the allowed set.
-        UserSimError from the service is not caught.
+        TypeError, ValueError) when the object lacks a field or holds a value off the allowed set. Returns the
+        parsed value; None only with `on_malformed="fallback"` once every attempt was malformed (the caller's
+        fallback). Raises `MalformedReplyError` (`on_malformed="fail"`) or the service's UserSimError.
         """
-        reply = await self.ask(request)
-        value = parse_json_reply(reply.text)
-        try:
-            if value is None:
-                raise JudgeError("no JSON object in the reply")
-            return parse(value)
-        except (JudgeError, KeyError, TypeError, ValueError) as err:
-            reason = f"missing field {err}" if isinstance(err, KeyError) else str(err)
-            self._step_errors.append(f"{request.rule}: {reason}")
-            self.judge_errors += 1
+        records: list[dict[str, Any]] = []
+        texts: list[str] = []
+
+        async def attempt(n: int) -> str:
+            reply = await self.ask(request if n == 0 else _corrected(request, texts[-1], parse))
+            records.append(self.user_calls[-1])  # `ask` appended it; no other call ran in between (no await)
+            texts.append(reply.text)
+            return reply.text
+
+        value, tries, reasons = await ask_strict(attempt, parse, self.judge_retries)
+        for record, reason in zip(records, reasons):  # the malformed ones are the first len(reasons) attempts
+            record["malformed"] = reason
+        if reasons:
+            self.judge_errors += len(reasons)
+            recovered = f" (attempt {tries} parsed)" if value is not None else ""
+            self._step_errors.append(f"{request.rule}: {'; '.join(reasons)}{recovered}")
+        if value is None:
+            if self.on_malformed == "fail":
+                raise MalformedReplyError(
+                    f"{request.rule}: the simulated {request.hat} sent {tries} malformed replies in a row "
+                    f"({'; '.join(reasons)}). The simulator cannot keep to the reply format: use a stronger "
+                    f"users.model (docs/users.md), or the papers' fallback (reward 0 for the turn) with "
+                    f"env.kwargs.on_malformed=fallback where the gym offers it")
             return None
+        self._audit(request, records[-1])
+        return value
+
+    def _audit(self, request: UserRequest, record: dict[str, Any]) -> None:
+        """Flag an accepted reply that contradicts the task's ground truth or leaks it (`CALL_AUDITS`)."""
+        flags = [flag for name in CALL_AUDITS for flag in CALL_AUDITS.get(name)(request, record, self.data)]
+        if flags:
+            record["audit"] = flags
 
     # -- what each gym implements ------------------------------------------------------------------------------
 
@@ -214,6 +256,22 @@ class JudgedGym(TextEnv):
     @abstractmethod
     async def act(self, verb: str, content: str) -> StepResult:
         """Play one offered verb; return feedback, the raw turn reward and whether the task is over."""
+
+
+RETRY_NOTE = ("Your reply could not be read: {reason}. Reply again with the JSON object only, exactly in the format "
+              "the instructions give.")
+
+
+def _corrected(request: UserRequest, previous: str, parse: Callable[[dict[str, Any]], Any]) -> UserRequest:
+    """The request again, with the malformed reply and what was wrong with it appended: a model at temperature 0
+    would only repeat itself, and a cached reply would come back unchanged."""
+    try:
+        parse_strict(previous, parse)
+        reason = "it does not follow the format"  # not reached: ask_strict retries only malformed replies
+    except JudgeError as err:
+        reason = str(err)
+    note = {"role": "user", "content": RETRY_NOTE.format(reason=reason)}
+    return dataclasses.replace(request, messages=(*request.messages, {"role": "assistant", "content": previous}, note))
 
 
 def one_of(value: Any, allowed: Iterable[str], field: str) -> str:

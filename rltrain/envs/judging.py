@@ -4,21 +4,24 @@ A judged gym is one whose reward comes from a simulated user or judge (issue 17)
 (Telepathy, Turtle, Persuade, Intention, Travel, Search), and a `mix` that contains one. The `rules` backend's
 responders are test fixtures (truthful, but they decide only what their grammar parses), so training a judged
 gym on them must be asked for explicitly. `check_user_backend` is the config-time check; `parse_strict` is the
-judge-reply parser with retries. Both are pure functions: the config loader (`rltrain/config/users.py`) and the
-user service (`actors/user.py`) call them.
+judge-reply parser, and `ask_strict` asks again until a reply parses (both defined in `rltrain.envs.judge_parsing`,
+below the gyms, and re-exported here). The pre-flight (`rltrain/preflight.py`) calls the first; every judged gym's
+`JudgedGym.ask_json` goes through the second: a reply still malformed after the retries raises
+`MalformedReplyError`, a `UserSimError`, so the episode is marked failed (never reward 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from rltrain.envs.base import ENVIRONMENTS
-from rltrain.envs.judged import JudgedGym, JudgeError
+from rltrain.envs.judge_parsing import JudgeError, MalformedReplyError, ask_strict, invalid_reply_rate, parse_strict
+from rltrain.envs.judged import JudgedGym
 from rltrain.errors import ConfigError
-from rltrain.users import parse_json_reply
 
-T = TypeVar("T")
+__all__ = ["RULES_SCORABLE", "JudgeError", "MalformedReplyError", "ask_strict", "check_user_backend", "invalid_reply_rate",
+           "judged_gym", "parse_strict"]
 
 RULES_SCORABLE = {"telepathy": "questions and guesses (attributes and names are decidable)",
                   "turtle": "questions, and stories written one fact per clause",
@@ -64,45 +67,3 @@ def check_user_backend(env_name: str, env_kwargs: Mapping[str, Any] | None, back
         "(docs/gyms.md, 'Which gyms a rules user can score'). Set users.backend=vllm with "
         "users.model=<a local instruct model folder, e.g. qwen2.5-coder-0.5b-instruct>, or users.backend=openai with "
         "users.base_url=<endpoint>; or set users.backend=rules explicitly to train against the fixtures on purpose.")
-
-
-def parse_strict(text: str, parse: Callable[[dict[str, Any]], T]) -> T:
-    """The judge reply's JSON object through `parse`; JudgeError when there is none or it has the wrong shape.
-
-    >>> parse_strict('```json\\n{"response": "Yes"}\\n```', lambda v: v["response"])
-    'Yes'
-    """
-    value = parse_json_reply(text)
-    if value is None:
-        raise JudgeError("no JSON object in the reply")
-    try:
-        return parse(value)
-    except JudgeError:
-        raise
-    except (KeyError, TypeError, ValueError) as err:
-        raise JudgeError(f"missing field {err}" if isinstance(err, KeyError) else str(err)) from err
-
-
-async def ask_strict(ask: Callable[[int], Awaitable[str]], parse: Callable[[dict[str, Any]], T], retries: int = 2
-                     ) -> tuple[T | None, int, list[str]]:
-    """Ask a judge up to `1 + retries` times until its reply parses strictly.
-
-    `ask(attempt)` returns the reply text of one attempt (the caller varies the seed per attempt). Returns (the
-    parsed value or None when every attempt was malformed, the attempts made, the reasons of the malformed
-    ones). None is a user failure, counted in `user/invalid_reply_rate` and never the agent's fault: the
-    caller marks the turn (or, by its policy, the episode) as the simulator's, not as reward 0 for a bad move.
-    """
-    if retries < 0:
-        raise ValueError(f"retries={retries} must be >= 0")
-    reasons: list[str] = []
-    for attempt in range(1 + retries):
-        try:
-            return parse_strict(await ask(attempt), parse), attempt + 1, reasons
-        except JudgeError as err:
-            reasons.append(str(err))
-    return None, 1 + retries, reasons
-
-
-def invalid_reply_rate(replies: int, malformed: int) -> dict[str, float]:
-    """The per-episode metric `user/invalid_reply_rate` (malformed replies / replies; 0 without replies)."""
-    return {"user/invalid_reply_rate": malformed / replies if replies else 0.0}

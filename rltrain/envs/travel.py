@@ -25,16 +25,19 @@ Reward constants (spec §1.5, §1.11 "three different values in the repo"): User
 search 0.0 / preference 0.8 with one choice per aspect; its eval script 0.2 / 0.6; the package defaults are
 0.2 / 0.2. The defaults here are the training values; docs/travelgym.md says how to get the others.
 
-Failure policy (shared with the other judged gyms, `rltrain.envs.judged`): a malformed judge reply counts
-as a judge error (`info["judge_error"]`) and, as in UserBench, an utterance is then treated as type 1, a
-search as a backend failure; a malformed user reply gives the canned apology with reward 0. A `UserSimError`
-propagates: the agent loop marks the episode failed.
+Failure policy (shared with the other judged gyms, `rltrain.envs.judged`): a malformed judge or user reply is
+asked again (`judge_retries`) and marked on its call record (`info["judge_error"]`); still malformed, it fails the
+episode (`MalformedReplyError`: the simulator's fault, never reward 0). `on_malformed="fallback"` is UserBench's
+rule instead, for parity: an utterance is then treated as type 1, a search as a backend failure, and a malformed
+user reply gives the canned apology with reward 0. A `UserSimError` propagates: the agent loop marks the episode
+failed.
 
 Rules responders (`travel.judge`, `travel.search`, `travel.reveal`, `travel.elicit`, `travel.natural`) make the
-gym deterministic without an LLM: an utterance is type 2 when it names a keyword of a hidden preference's
-subcategory (restricted to the aspect it names, if any), type 3 for a keyword of another subcategory, type 4
-when it names only an aspect or asks for "preferences", else type 1; a search aligns when it names exactly
-one aspect and contains every ground-truth argument value. Scenarios: `rltrain/envs/travel_data.py`.
+gym deterministic without an LLM. The judge is truthful (`rltrain.envs.travel_truth`, issue 17): an utterance is
+type 2 only when it IS a preference question of the grammar about a hidden preference's subcategory, type 3 for
+such a question about another subcategory of the trip, type 4 for a vague preference question, else type 1, so a
+list of keywords is type 1. A search aligns when it names exactly one aspect and contains every ground-truth
+argument value. Scenarios: `rltrain/envs/travel_data.py`.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ import json
 import random
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
+from rltrain.envs import travel_truth
 from rltrain.envs.base import ENVIRONMENTS, StepResult
 from rltrain.envs.judged import JudgedGym, JudgeError, fenced_json, normalize, one_of
 from rltrain.envs.travel_data import ASPECT_INITIAL, ASPECT_WORDS, CATALOG, OPTION_SCHEMAS
@@ -112,9 +116,6 @@ Latest agent utterance: {utterance}
 
 Reply with JSON only, wrapped in ```json ... ```: {{"thought": "...", "response": "what you say"}}"""
 
-_VAGUE_WORDS = ("prefer", "preference", "requirement", "wish", "important to you", "need", "want")
-
-
 def says(text: str, words: Iterable[str]) -> bool:
     """Whether `text` contains one of `words` as a whole word, allowing a plural or -ing/-ed ending.
 
@@ -127,21 +128,7 @@ def says(text: str, words: Iterable[str]) -> bool:
     return any(re.search(rf"\b{re.escape(normalize(w))}(?:s|es|ing|ed|ming)?\b", padded) for w in words)
 
 
-@USER_RULES.register("travel.judge")
-def judge_utterance(request: UserRequest) -> str:
-    """Type 2 for a hidden preference's keyword, 3 for another subcategory's, 4 for vague, else 1 (spec §2.2)."""
-    ctx = request.context
-    text, keywords = ctx["utterance"], ctx["keywords"]
-    named = [a for a, words in ctx["aspect_words"].items() if says(text, words)]
-    scope = named or list(keywords)
-    for pref in ctx["available"]:
-        if pref["aspect"] in scope and says(text, keywords[pref["aspect"]][pref["subcategory"]]):
-            return fenced_json({"thought": f"asks about {pref['subcategory']}", "type": "2", "preference_id": pref["id"]})
-    if any(says(text, words) for aspect in scope for words in keywords[aspect].values()):
-        return fenced_json({"thought": "a specific question, no such hidden preference", "type": "3"})
-    if named or says(text, _VAGUE_WORDS):
-        return fenced_json({"thought": "vague", "type": "4"})
-    return fenced_json({"thought": "normal conversation", "type": "1"})
+USER_RULES.register("travel.judge")(travel_truth.judge_utterance)  # truthful: from the preferences, by the grammar
 
 
 @USER_RULES.register("travel.search")
@@ -185,7 +172,8 @@ class TravelGym(JudgedGym):
                  preference_correct_reward: float = 0.8, choice_best_reward: float = 1.0,
                  choice_correct_reward: float = 0.8, wrong_choice_penalty: float = 0.0, search_failure_interval: int = 5,
                  elicitation_interval: int = 3, wrong_choice_number: int = 10, noise_choice_number: int = 5,
-                 step_penalty: float = 0.0, normalize_rewards: bool = False) -> None:
+                 step_penalty: float = 0.0, normalize_rewards: bool = False,
+                 on_malformed: Literal["fail", "fallback"] = "fail") -> None:
         """Defaults are UserRL's training values (spec §1.5); UserBench's eval uses search 0.2 / preference 0.6.
 
         Args:
@@ -198,10 +186,16 @@ class TravelGym(JudgedGym):
             elicitation_interval: the user volunteers a preference on every n-th off-target turn (spec §2.2: 3).
             wrong_choice_number, noise_choice_number: how many wrong / noise options a search shows (10 / 5).
             step_penalty, normalize_rewards: spec §1.4 (TravelGym does not clip: normalize_rewards False).
+            on_malformed: a simulator reply still malformed after `judge_retries` asks: "fail" fails the episode
+                (the simulator's fault); "fallback" is UserBench's rule (type 1, backend failure, or the canned
+                apology, each with reward 0), for parity runs.
         """
         super().__init__(max_steps=max_steps, step_penalty=step_penalty, normalize_rewards=normalize_rewards)
         if search_failure_interval < 1 or elicitation_interval < 1:
             raise ValueError("search_failure_interval and elicitation_interval must be at least 1")
+        if on_malformed not in ("fail", "fallback"):
+            raise ValueError(f"on_malformed={on_malformed!r} must be 'fail' or 'fallback' (env.kwargs.on_malformed)")
+        self.on_malformed = on_malformed
         self.one_choice_per_aspect = one_choice_per_aspect
         self.search_correct_reward, self.preference_correct_reward = search_correct_reward, preference_correct_reward
         self.choice_best_reward, self.choice_correct_reward = choice_best_reward, choice_correct_reward
@@ -278,7 +272,7 @@ class TravelGym(JudgedGym):
 
     async def _converse(self, utterance: str) -> tuple[str, float, dict[str, Any]]:
         judged = await self.ask_json(self._judge_request(utterance), self._parse_judgment)
-        kind, pref = judged or ("1", None)  # a malformed judgment counts as normal conversation (spec §2.2)
+        kind, pref = judged or ("1", None)  # fallback mode: a malformed judgment is normal conversation (spec §2.2)
         reward = self.preference_correct_reward if kind == "2" else 0.0
         if pref is not None:
             self.off_target = 0
@@ -322,8 +316,7 @@ class TravelGym(JudgedGym):
                                    preferences=listing)
         context = {"utterance": utterance,
                    "available": [{k: p[k] for k in ("id", "aspect", "subcategory")} for p in self.remaining],
-                   "keywords": {a: {p.subcategory: list(p.keywords) for p in CATALOG[a]} for a in dims},
-                   "aspect_words": {a: list(ASPECT_WORDS[a]) for a in dims}}
+                   "keywords": {a: {p.subcategory: list(p.keywords) for p in CATALOG[a]} for a in dims}}
         return UserRequest(hat="judge", system=JUDGE_SYSTEM, messages=({"role": "user", "content": prompt},),
                            rule="travel.judge", context=context, max_tokens=512)
 

@@ -1,9 +1,6 @@
-"""A truthful rules judge for TravelGym's utterances (issue 17), to replace the keyword `travel.judge`.
+"""The truthful rules judge of TravelGym's utterances (issue 17): the `travel.judge` responder.
 
-TravelGym (`rltrain/envs/travel.py`, helper H1's file) registers its rules responders itself; this module only
-defines the replacement, and the lead switches it in with one line in travel.py:
-`judge_utterance = travel_truth.judge_utterance` under `@USER_RULES.register("travel.judge")` (or register
-`travel_truth.judge_utterance` in place of its body).
+TravelGym (`rltrain/envs/travel.py`) registers it as its `travel.judge` rule, in place of the keyword matcher it had.
 
 The judge decides from the traveler's structured preferences (the hidden preferences still available, each an
 aspect and a subcategory of the catalog) through the question grammar of `rltrain.envs.questions`: an
@@ -15,6 +12,7 @@ question or a list of subcategories matches no question, so stuffing every keywo
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rltrain.envs.judged import fenced_json
@@ -28,8 +26,9 @@ VAGUE = ("Do you have any preferences?", "Do you have any preferences for the {a
          "Do you have any requirements?", "Is there anything else I should know?")
 
 
-def _keys(templates: tuple[str, ...], **slot: str) -> set[str]:
-    return {parse(t.format(**slot)).key for t in templates}
+@functools.cache  # pure, and parsing every template for every keyword took ~13 ms per judged utterance
+def _keys(templates: tuple[str, ...], **slot: str) -> frozenset[str]:
+    return frozenset(parse(t.format(**slot)).key for t in templates)
 
 
 def judge_utterance(request: UserRequest) -> str:

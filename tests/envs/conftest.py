@@ -9,7 +9,8 @@
 
 Each keeps the requests it received in `requests`. Fixtures: `rules_user`, `scripted_user(*texts, rules=...)`,
 `failing_user`, and `start_gym(name, user, task_id, **kwargs)`, which makes a registered gym, binds the user
-under episode "t#0" and resets it on the task with that id.
+under episode "t#0" and resets it on the task with that id. `papers_rule(env)` puts a judged gym in the papers'
+malformed-reply rule (no retry, the gym's fallback with reward 0), where a test checks that fallback.
 """
 
 from __future__ import annotations
@@ -85,3 +86,10 @@ def start_gym() -> Callable[..., TextEnv]:
         return env
 
     return start
+
+
+def papers_rule(env: TextEnv) -> TextEnv:
+    """No retry, and the gym's fallback with reward 0 for a malformed reply (UserRL spec §1.4), instead of the
+    default: retries, then `MalformedReplyError` (issue 17, tests/envs/test_judged.py)."""
+    env.judge_retries, env.on_malformed = 0, "fallback"  # type: ignore[attr-defined]
+    return env

@@ -8,9 +8,19 @@ import random
 
 import pytest
 
+from rltrain.config.users import AuditConfig
 from rltrain.envs import make_env
-from rltrain.envs.audit import AuditingUser, Flag, audit_calls, audit_metrics, decidable_share, episode_weight
+from rltrain.envs.audit import (
+    AuditingUser,
+    Flag,
+    audit_calls,
+    audit_episodes,
+    audit_metrics,
+    decidable_share,
+    episode_weight,
+)
 from rltrain.envs.judged import load_tasks
+from rltrain.types import Trajectory
 from rltrain.users import UserReply, UserRequest
 from tests.envs.conftest import RulesUser
 
@@ -39,7 +49,8 @@ def all_tasks(name: str, split: str) -> list:
     return make_env(name, {}).tasks(split, len(load_tasks(f"{name}.json")[split]), 0)
 
 
-def episode(name: str, task_id: str, user, moves: list[str], persona: bool = False) -> list[Flag]:
+def played(name: str, task_id: str, user, moves: list[str]) -> tuple[list[tuple[UserRequest, UserReply]], list[dict], dict]:
+    """(the offline audit's log, the call records the gym kept, the task data) of one episode."""
     env = make_env(name, {})
     task = next(t for split in ("train", "test") for t in all_tasks(name, split) if t.task_id == task_id)
     audited = AuditingUser(user)
@@ -49,7 +60,15 @@ def episode(name: str, task_id: str, user, moves: list[str], persona: bool = Fal
         result = env.step(move)
         if result.terminated or result.truncated:
             break
-    return audit_calls(audited.log, task.data, persona=persona)
+    return audited.log, env.user_calls, task.data
+
+
+def episode(name: str, task_id: str, user, moves: list[str], persona: bool = False) -> list[Flag]:
+    log, records, data = played(name, task_id, user, moves)
+    # The gym audited each accepted reply as it came (`JudgedGym.ask_json`): the same flags, persona included.
+    recorded = [(f["kind"], f["detail"]) for call in records for f in call.get("audit", ())]
+    assert recorded == [(f.kind, f.detail) for f in audit_calls(log, data, persona=True)]
+    return audit_calls(log, data, persona=persona)
 
 
 def test_contradicting_user_is_flagged() -> None:
@@ -81,6 +100,29 @@ def test_evaluator_missing_the_asked_detail_is_flagged() -> None:
     assert [f.kind for f in flags] == ["contradiction"]
 
 
+def travel_moves(data: dict) -> list[str]:
+    """A grammar question about every hidden preference, then a list of every keyword and a vague question."""
+    from rltrain.envs.travel_data import CATALOG
+
+    keyword = {(a, p.subcategory): p.keywords[0] for a in CATALOG for p in CATALOG[a]}
+    asks = [f"[action] Do you have a preference about {keyword[a, row[1]]}?" for a in data["dimensions"]
+            for row in data[a]["preferences"]]
+    every = ", ".join(w for a in data["dimensions"] for p in CATALOG[a] for w in p.keywords)
+    return [*asks, f"[action] Do you have a preference about {every}?", "[action] Do you have any preferences?"]
+
+
+def test_travel_judge_denying_an_exact_preference_question_is_flagged() -> None:
+    """The Travel judge's type, where the grammar decides it (`travel_truth`): 2 judged 1 is a contradiction; the
+    stuffed and vague turns are decided 1 and 4 by the grammar and judged so, unflagged."""
+    def deny(value: dict, _request) -> str:
+        return json.dumps({**value, "type": "1" if value["type"] == "2" else value["type"]})
+
+    task = all_tasks("travel", "test")[0]
+    moves = travel_moves(task.data)[:1] + travel_moves(task.data)[-2:]
+    flags = episode("travel", task.task_id, Twisted("travel.judge", deny), moves)
+    assert [f.kind for f in flags] == ["contradiction"] and "the judge said type 1, the preferences say type 2" in flags[0].detail
+
+
 def test_persona_break_is_flagged_only_when_asked() -> None:
     def robot(value: dict, _request) -> str:
         return json.dumps({**value, "response": "As an AI language model, I have no opinion."})
@@ -92,7 +134,8 @@ def test_persona_break_is_flagged_only_when_asked() -> None:
 
 
 def test_no_flags_on_clean_rules_episodes() -> None:
-    """False-positive rate on clean episodes: every test task of the gyms, questions drawn from the facts."""
+    """False-positive rate on clean episodes: every test task of the gyms (Telepathy, Turtle, Intention, Travel),
+    questions drawn from the facts."""
     rng = random.Random(0)
     episodes = flagged = 0
     for name in ("telepathy", "turtle"):
@@ -108,7 +151,10 @@ def test_no_flags_on_clean_rules_episodes() -> None:
         moves = [f"[action] {d['inquiry']}" for d in task.data["missing_details"]]
         flagged += bool(episode("intention", task.task_id, RulesUser(), ["[action] budget?", *moves], persona=True))
         episodes += 1
-    assert episodes >= 60 and flagged == 0, f"false-positive rate {flagged}/{episodes}"
+    for task in all_tasks("travel", "test"):
+        flagged += bool(episode("travel", task.task_id, RulesUser(), travel_moves(task.data), persona=True))
+        episodes += 1
+    assert episodes >= 130 and flagged == 0, f"false-positive rate {flagged}/{episodes}"
 
 
 def test_weights_and_metrics() -> None:
@@ -124,3 +170,38 @@ def test_weights_and_metrics() -> None:
         "user/audit_leak_rate": 0.5, "user/audit_persona_rate": 0.0}
     elephant = next(t for t in all_tasks("telepathy", "train") if t.task_id == "telepathy-elephant")
     assert decidable_share(["Is it alive?", "Is it a beast?"], elephant.data) == 0.5
+
+
+def trajectory(task_id: str, calls: list[dict], failure: str | None = None) -> Trajectory:
+    return Trajectory(task_id=task_id, group_id=0, env="telepathy", prompt_ids=[1], user_calls=calls, failure=failure)
+
+
+def test_the_driver_hook_drops_spoiled_episodes_and_reports_the_rates() -> None:
+    """`audit_episodes` (after scoring): drop marks the spoiled episode failed (left out of the batch, never scored 0);
+    keep only counts it; a persona flag counts only with users.audit.persona; `user/invalid_reply_rate` is the mean
+    per-episode share of malformed replies; episodes without a user call are not counted."""
+    _, lying, _ = played("telepathy", "telepathy-elephant", Twisted("telepathy.question", flip), ["[action] Is it alive?"])
+    _, clean, _ = played("telepathy", "telepathy-elephant", RulesUser(), ["[action] Is it alive?", "[action] Is it grey?"])
+    assert lying[0]["audit"][0]["kind"] == "contradiction" and not any("audit" in c for c in clean)
+    robot = [{"key": "r#0/0", "text": "x", "audit": [{"kind": "persona", "detail": "says it is an AI"}]}]
+    malformed = [{"key": "m#0/0", "malformed": "no JSON object in the reply"}, {"key": "m#0/1"}, {"key": "m#0/2"},
+                 {"key": "m#0/3"}]
+
+    def batch() -> list[Trajectory]:
+        return [trajectory("lie", lying), trajectory("clean", clean), trajectory("robot", robot),
+                trajectory("bad", malformed), trajectory("arith", []), trajectory("dead", lying, failure="actor died")]
+
+    dropped = batch()
+    metrics = audit_episodes(dropped, AuditConfig(mode="drop"))
+    assert [t.failure for t in dropped[:5]] == [
+        "user audit (1 flag(s); users.audit.mode=drop): contradiction: 'Is it alive?': the user said No, the facts say Yes",
+        None, None, None, None]
+    assert dropped[5].failure == "actor died"  # an infrastructure failure keeps its own reason
+    assert metrics["user/invalid_reply_rate"] == pytest.approx((1 / 4) / 5)  # 5 episodes called the user
+    assert metrics["user/audit_spoiled_rate"] == pytest.approx(2 / 5) and metrics["user/audit_persona_rate"] == 0.0
+    assert metrics["user/audit_dropped_share"] == pytest.approx(1 / 5)  # "dead" was not the audit's drop
+    kept = batch()
+    metrics = audit_episodes(kept, AuditConfig(mode="keep", persona=True))
+    assert all(t.failure is None for t in kept[:5]) and metrics["user/audit_dropped_share"] == 0.0
+    assert metrics["user/audit_spoiled_rate"] == pytest.approx(3 / 5) and metrics["user/audit_persona_rate"] == pytest.approx(1 / 5)
+    assert audit_episodes([trajectory("arith", [])], AuditConfig()) == {}

@@ -8,6 +8,7 @@ import pytest
 
 from rltrain.envs.intention import CANNOT_ANSWER, IMPORTANCE_REWARD
 from rltrain.types import Task
+from tests.envs.conftest import papers_rule
 
 JAPAN = "intention-00-help-me-plan-a-trip-to"  # details: dates (3), budget (3), interests (2), accommodation (1)
 EVALUATOR = {"intention.evaluate"}
@@ -79,7 +80,7 @@ def test_rules_user(rules_user, start_gym) -> None:
                                    '{"covered_detail_indices": "1"}', "Detail 1 is covered."])
 def test_malformed_evaluation(reply: str, scripted_user, start_gym) -> None:
     """Out-of-range index, non-bool, non-list, no JSON: reward 0, nothing removed, judge_error; the user still answers."""
-    env = start_gym("intention", scripted_user(reply, rules=EVALUATOR), JAPAN)
+    env = papers_rule(start_gym("intention", scripted_user(reply, rules=EVALUATOR), JAPAN))
     result = env.step("[action] What is your budget?")
     assert result.reward == 0 and result.info["remaining"] == 4 and "intention.evaluate" in result.info["judge_error"]
     assert result.observation and [c["rule"] for c in env.user_calls] == ["intention.evaluate", "intention.respond"]

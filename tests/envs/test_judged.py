@@ -1,5 +1,6 @@
 """What the four LLM-judged gyms share (`rltrain.envs.judged`; spec §1.3, §1.4, §1.5, §1.6): tasks, verbs,
-truncation, reward clipping, and the failure policy (malformed JSON -> reward 0; UserSimError -> raised)."""
+truncation, reward clipping, and the failure policy (malformed JSON -> asked again, then MalformedReplyError, or
+reward 0 in the papers' fallback mode; UserSimError -> raised; issue 17)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import asyncio
 import pytest
 
 from rltrain.envs import make_env
-from rltrain.envs.judged import DATA_DIR, JudgedGym
+from rltrain.envs.judged import DATA_DIR, JudgedGym, MalformedReplyError
 from rltrain.users import UserSimError
+from tests.envs.conftest import papers_rule
 
 GYMS = ["telepathy", "turtle", "persuade", "intention"]
 # A first move each gym answers by calling the user (the verb every gym offers).
@@ -83,14 +85,56 @@ def test_user_sim_error_propagates(name: str, failing_user, start_gym) -> None:
 
 
 @pytest.mark.parametrize("name", GYMS)
-def test_malformed_reply_is_reward_zero_and_visible(name: str, scripted_user, start_gym) -> None:
-    """Spec §1.4: unparseable simulator output gives fallback feedback and reward 0; here also info["judge_error"]."""
-    user = scripted_user("I think the answer is yes!", "sure", rules=None if name != "intention" else {"intention.evaluate"})
+def test_malformed_replies_fail_the_episode_never_reward_zero(name: str, scripted_user, start_gym) -> None:
+    """Issue 17: a reply still malformed after `judge_retries` asks is the simulator's failure: MalformedReplyError,
+    a UserSimError (the agent loop marks the episode failed). Every malformed call is recorded and marked."""
+    tries = 1 + JudgedGym.judge_retries
+    user = scripted_user(*["I think the answer is yes!"] * tries, rules=None if name != "intention" else {"intention.evaluate"})
     env = start_gym(name, user, make_env(name, {}).tasks("train", 1, 0)[0])
+    with pytest.raises(MalformedReplyError, match=r"sent 3 malformed replies in a row .*no JSON object.*users.model"):
+        env.step(PROBE)
+    assert issubclass(MalformedReplyError, UserSimError)
+    assert [c["malformed"] for c in env.user_calls] == ["no JSON object in the reply"] * tries  # they cost tokens
+    assert env.judge_errors == tries
+
+
+@pytest.mark.parametrize("name", GYMS)
+def test_papers_fallback_is_reward_zero_and_visible(name: str, scripted_user, start_gym) -> None:
+    """Spec §1.4 as an opt-in (`on_malformed="fallback"`, no retry): fallback feedback, reward 0, info["judge_error"]."""
+    user = scripted_user("I think the answer is yes!", "sure", rules=None if name != "intention" else {"intention.evaluate"})
+    env = papers_rule(start_gym(name, user, make_env(name, {}).tasks("train", 1, 0)[0]))
     result = env.step(PROBE)
     assert result.reward == 0 and not result.terminated and result.observation
     assert "no JSON" in result.info["judge_error"] and env.judge_errors == 1
-    assert len(env.user_calls) >= 1  # the failed call is still recorded (it cost tokens)
+    assert env.user_calls[0]["malformed"] == "no JSON object in the reply"
+
+
+def test_a_malformed_reply_is_asked_again_with_what_was_wrong(scripted_user, start_gym) -> None:
+    """The retry shows the simulator its reply and the reason (a temperature-0 model, or the cache, would repeat
+    itself otherwise); the third reply parses, so the turn is played and the two bad ones are marked."""
+    user = scripted_user("Sure, it is!", '{"response": "Definitely"}', '```json\n{"response": "Yes"}\n```')
+    env = start_gym("telepathy", user, "telepathy-elephant")
+    result = env.step("[action] Is it an animal?")
+    assert result.observation == "Yes" and result.reward == 0
+    assert [c.get("malformed") for c in env.user_calls] == [
+        "no JSON object in the reply", "response='Definitely' is not one of Yes, No, Maybe", None]
+    assert "(attempt 3 parsed)" in result.info["judge_error"] and env.judge_errors == 2
+    first, second, third = user.requests
+    assert second.messages[:-2] == first.messages and second.messages[-2] == {"role": "assistant", "content": "Sure, it is!"}
+    assert "no JSON object" in second.messages[-1]["content"] and "Definitely" in third.messages[-2]["content"]
+    assert [r.call for r in user.requests] == [0, 1, 2]  # each attempt is its own call: its own key and seed
+
+
+def test_accepted_replies_are_audited_on_their_call_record(scripted_user, start_gym) -> None:
+    """A Yes/No the facts decide otherwise is flagged on the call record (`rltrain.envs.audit`); a truthful or
+    undecidable answer is not."""
+    user = scripted_user(*(f'```json\n{{"response": "{a}"}}\n```' for a in ("No", "Yes", "No")))
+    env = start_gym("telepathy", user, "telepathy-elephant")
+    for question in ("Is it an animal?", "Is it alive?", "Is it big?"):  # lie, truth, undecidable ("large" is)
+        env.step(f"[action] {question}")
+    flags = [c.get("audit") for c in env.user_calls]
+    assert flags[1:] == [None, None] and [f["kind"] for f in flags[0]] == ["contradiction"]
+    assert "the user said No, the facts say Yes" in flags[0][0]["detail"]
 
 
 def test_step_penalty_and_clipping(scripted_user, start_gym) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rltrain.envs.persuade import STANCES, stance_index
+from tests.envs.conftest import papers_rule
 
 HOMEWORK = "persuade-homework-should-be-banned-in"
 
@@ -64,7 +65,7 @@ def test_rules_user_counterpoints(rules_user, start_gym) -> None:
 @pytest.mark.parametrize("reply", [said("Somewhat agree"), '{"response": "ok"}', "I now disagree."])
 def test_malformed_stance(reply: str, scripted_user, start_gym) -> None:
     """A stance off the scale: reward 0, judge_error, stance unchanged (the next move counts from it)."""
-    env = start_gym("persuade", scripted_user(reply, said("Neutral")), HOMEWORK)
+    env = papers_rule(start_gym("persuade", scripted_user(reply, said("Neutral")), HOMEWORK))
     bad = env.step("[action] argument")
     assert bad.reward == 0 and "persuade.argue" in bad.info["judge_error"]
     assert env.step("[action] argument").reward == pytest.approx(3 / 6)

@@ -10,7 +10,7 @@ from rltrain.envs import make_env
 from rltrain.envs.search import corpus, is_match
 from rltrain.envs.search_data import DATA_FILE, generate, render
 from rltrain.users import UserSimError
-from tests.envs.conftest import RulesUser
+from tests.envs.conftest import RulesUser, papers_rule
 
 
 def _task(env, index: int = 0):
@@ -51,7 +51,7 @@ def test_answers_normalized_match_and_judge(search, scripted_user) -> None:
     assert (judged.reward, judged.terminated) == (1.0, True)  # the rules judge finds the gold answer
     exact = search(None, eval_method="exact")
     assert not exact.needs_user and exact.step(f"[answer] I believe it is {gold}.").reward == 0.0
-    broken = search(scripted_user("no verdict here")).step("[answer] Nobody")
+    broken = papers_rule(search(scripted_user("no verdict here"))).step("[answer] Nobody")
     assert broken.reward == 0.0 and "search.judge" in broken.info["judge_error"]
     assert search(scripted_user('{"answer": "Yes"}')).step("[answer] Nobody").reward == 1.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rltrain.envs.telepathy import GUESS_SYSTEM
+from tests.envs.conftest import papers_rule
 
 YES = '```json\n{"thought": "match", "judgment": "Yes", "feedback": "You got it!"}\n```'
 NO = '```json\n{"thought": "no", "judgment": "No", "feedback": "Not quite."}\n```'
@@ -51,7 +52,7 @@ def test_maybe_and_judge_prompt(scripted_user, start_gym) -> None:
 
 @pytest.mark.parametrize("reply", ['{"response": "Definitely"}', '{"answer": "Yes"}', "Yes."])
 def test_malformed_answer_to_question(reply: str, scripted_user, start_gym) -> None:
-    env = start_gym("telepathy", scripted_user(reply), "telepathy-elephant")
+    env = papers_rule(start_gym("telepathy", scripted_user(reply), "telepathy-elephant"))
     result = env.step("[action] Is it big?")
     assert result.reward == 0 and "telepathy.question" in result.info["judge_error"]
     assert result.observation == "Unable to respond to your question right now."
@@ -59,7 +60,7 @@ def test_malformed_answer_to_question(reply: str, scripted_user, start_gym) -> N
 
 @pytest.mark.parametrize("reply", ['{"judgment": "Partly", "feedback": "close"}', '```json\n{"judgment": Yes}\n```'])
 def test_malformed_verdict_keeps_playing(reply: str, scripted_user, start_gym) -> None:
-    env = start_gym("telepathy", scripted_user(reply, YES), "telepathy-elephant")
+    env = papers_rule(start_gym("telepathy", scripted_user(reply, YES), "telepathy-elephant"))
     bad = env.step("[answer] an elephant")
     assert bad.reward == 0 and not bad.terminated and "telepathy.guess" in bad.info["judge_error"]
     good = env.step("[answer] an elephant")  # the judge error did not count as a best score

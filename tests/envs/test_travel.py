@@ -12,6 +12,7 @@ import json
 import pytest
 
 from rltrain.envs import make_env
+from rltrain.envs.judged import MalformedReplyError
 from rltrain.envs.travel import (
     APOLOGY_REPLY,
     NO_PREFERENCE_REPLY,
@@ -24,7 +25,7 @@ from rltrain.envs.travel import (
 from rltrain.envs.travel_data import ASPECT_INITIAL, CATALOG, DATA_FILE, generate, render
 from rltrain.types import Task
 from rltrain.users import UserSimError
-from tests.envs.conftest import RulesUser, ScriptedUser
+from tests.envs.conftest import RulesUser, ScriptedUser, papers_rule
 
 STATEMENTS = {"stops": "Changing planes always wears me out.", "wifi": "I answer emails in the air.",
               "breakfast": "I need a proper meal downstairs.", "gym": "I keep up my training.", "pool": "Laps unwind me."}
@@ -69,19 +70,31 @@ def test_judge_types_and_their_rewards(travel) -> None:
     env = travel()
     natural = env.step("[action] Hello, nice to meet you!")
     assert (natural.reward, natural.info["judge_type"]) == (0.0, "1") and "much to add" in natural.observation
-    revealed = env.step("[action] For the hotel, is breakfast important?")
+    revealed = env.step("[action] Is breakfast important to you?")
     assert (revealed.reward, revealed.info["judge_type"], revealed.info["elicited"]) == (0.8, "2", "P3")
     assert revealed.observation == STATEMENTS["breakfast"]  # implicit statement, never the preference text
     assert revealed.info["active_elicited_preferences"] == 1 and revealed.info["elicitation_ratio"] == 1 / 5
-    absent = env.step("[action] Does the hotel need a king bed?")  # a subcategory this traveler has no preference in
+    absent = env.step("[action] What room type do you prefer?")  # a subcategory this traveler has no preference in
     assert (absent.reward, absent.info["judge_type"], absent.observation) == (0.0, "3", NO_PREFERENCE_REPLY)
-    vague = env.step("[action] Any preferences?")
+    vague = env.step("[action] Do you have any preferences?")
     assert (vague.reward, vague.info["judge_type"], vague.observation) == (0.0, "4", VAGUE_REPLY)
-    assert env.step("[action] Is wifi on the flight needed?").info["elicited"] == "P2"  # resets the off-target count
-    again = env.step("[action] And breakfast at the hotel?")  # already revealed: no longer hidden
+    assert env.step("[action] Is wifi important to you?").info["elicited"] == "P2"  # resets the off-target count
+    again = env.step("[action] Do you have a preference about breakfast?")  # already revealed: no longer hidden
     assert (again.reward, again.info["judge_type"], again.observation) == (0.0, "3", NO_PREFERENCE_REPLY)
     # The reward constant is the configured one (spec §1.5: eval uses 0.6).
-    assert travel(preference_correct_reward=0.6).step("[action] Is wifi on the flight needed?").reward == 0.6
+    assert travel(preference_correct_reward=0.6).step("[action] Is wifi important to you?").reward == 0.6
+
+
+def test_keyword_stuffing_reveals_nothing(travel) -> None:
+    """Issue 17: the truthful rules judge (`travel_truth`): a turn listing every catalog keyword is type 1 (reward 0),
+    as a bare list or inside a preference question; one grammar question about one hidden preference is type 2."""
+    every = ", ".join(w for aspect in ("flight", "hotel") for p in CATALOG[aspect] for w in p.keywords)
+    env = travel()
+    for stuffed in (every, f"Do you have a preference about {every}?", f"Is {every} important to you?"):
+        result = env.step(f"[action] {stuffed}")
+        assert (result.reward, result.info["judge_type"], result.info["active_elicited_preferences"]) == (0.0, "1", 0)
+    legit = travel().step("[action] Do you have a preference about layover?")
+    assert (legit.reward, legit.info["judge_type"], legit.info["elicited"]) == (0.8, "2", "P1")
 
 
 def test_user_volunteers_a_preference_every_third_off_target_turn(travel) -> None:
@@ -93,28 +106,41 @@ def test_user_volunteers_a_preference_every_third_off_target_turn(travel) -> Non
     first = third.info["elicited"]
     assert third.observation.startswith("Sure. By the way,")
     # A type-2 turn resets the counter: off, off, on-target, off, off reveals nothing; the next off-target does.
-    steps = [env.step(f"[action] {text}") for text in ("Hi.", "Hmm.", "Does the hotel need a pool?", "Ok.", "Right.")]
+    steps = [env.step(f"[action] {text}") for text in ("Hi.", "Hmm.", "Do you need a pool?", "Ok.", "Right.")]
     assert [s.info["passive_elicited_preferences"] for s in steps] == [1, 1, 1, 1, 1]
     sixth = env.step("[action] Well.")
     assert sixth.info["passive_elicited_preferences"] == 2 and sixth.info["elicited"] not in (first, None, "P5")
     assert sixth.info["remaining_preferences"] == 2 and sixth.info["elicitation_ratio"] == 3 / 5
 
 
-def test_malformed_judge_is_type_1_with_a_judge_error(travel) -> None:
-    """§2.2 failure policy: a bad judgment counts as normal conversation (reward 0) and is recorded, never raised."""
+def test_malformed_judge_fails_the_episode_by_default(travel) -> None:
+    """Issue 17: a judgment still malformed after the retries is the simulator's failure, never reward 0."""
+    env = travel(ScriptedUser(*["no json at all"] * 3, rules={"travel.judge"}))
+    with pytest.raises(MalformedReplyError, match="travel.judge: the simulated judge sent 3 malformed replies"):
+        env.step("[action] Is breakfast important to you?")
+    recovered = travel(ScriptedUser(judge("7"), judge("2", "P3"), rules={"travel.judge"}))
+    result = recovered.step("[action] Is breakfast important to you?")
+    assert (result.reward, result.info["elicited"], result.info["judge_errors"]) == (0.8, "P3", 1)
+
+
+def test_userbench_fallback_parity_mode(travel) -> None:
+    """§2.2 failure policy as the opt-in `on_malformed="fallback"` (UserBench's rule): a bad judgment counts as normal
+    conversation (reward 0) and is recorded; a malformed user reply gives the canned apology with reward 0."""
     for bad in ("no json at all", judge("7"), judge("2", "P99"), '{"thought": "missing type"}'):
-        env = travel(ScriptedUser(bad, rules={"travel.judge"}))
-        result = env.step("[action] For the hotel, is breakfast important?")
+        env = travel(ScriptedUser(*[bad] * 3, rules={"travel.judge"}), on_malformed="fallback")
+        result = env.step("[action] Is breakfast important to you?")
         assert (result.reward, result.info["judge_type"]) == (0.0, "1"), bad
-        assert "travel.judge" in result.info["judge_error"] and result.info["judge_errors"] == 1
+        assert "travel.judge" in result.info["judge_error"] and result.info["judge_errors"] == 3  # retried first
         assert "much to add" in result.observation  # the type-1 path: a neutral user reply
         assert result.info["remaining_preferences"] == 5
     # A malformed user reply on a type-2 turn: the canned apology, reward 0, the preference stays hidden.
-    env = travel(ScriptedUser(judge("2", "P1"), "not json"))
+    env = papers_rule(travel(ScriptedUser(judge("2", "P1"), "not json")))
     result = env.step("[action] Is a direct flight important?")
     assert (result.observation, result.reward) == (APOLOGY_REPLY, 0.0)
     assert "travel.reveal" in result.info["judge_error"] and result.info["remaining_preferences"] == 5
     assert result.info["active_elicited_preferences"] == 0
+    with pytest.raises(ValueError, match="env.kwargs.on_malformed"):
+        travel(on_malformed="apology")
 
 
 def test_user_service_failure_propagates(travel, failing_user) -> None:
@@ -154,7 +180,7 @@ def test_search_rules(travel) -> None:
 
 
 def test_malformed_search_judgment_is_a_backend_failure(travel) -> None:
-    env = travel(ScriptedUser('{"alignment_judgement": "True", "alignment_aspect": "spaceship"}'))
+    env = papers_rule(travel(ScriptedUser('{"alignment_judgement": "True", "alignment_aspect": "spaceship"}')))
     result = env.step(HOTEL_SEARCH)
     assert (result.observation, result.reward, result.info["judge_errors"]) == (SEARCH_DOWN, 0.0, 1)
 
@@ -238,7 +264,7 @@ def test_rules_agent_solves_every_scenario(start_gym) -> None:
             word = aspect.replace("_", " ")
             for pref in data[aspect]["preferences"]:
                 keyword = next(p for p in CATALOG[aspect] if p.subcategory == pref[1]).keywords[0]
-                result = env.step(f"[action] For the {word}, what about {keyword}?")
+                result = env.step(f"[action] Do you have a preference about {keyword}?")
                 assert result.info["judge_type"] == "2", (task.task_id, aspect, keyword)
                 rewards.append(result.reward)
             rewards.append(env.step(f"[search] {word} " + " ".join(data[aspect]["arguments"].values())).reward)

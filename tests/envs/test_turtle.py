@@ -8,6 +8,7 @@ import pytest
 
 from rltrain.envs import make_env
 from rltrain.types import Task
+from tests.envs.conftest import papers_rule
 
 # The spec's example weights, 0.5 / 0.2 / 0.2 / 0.1.
 STORY = Task("turtle-test", {
@@ -71,7 +72,7 @@ def test_judge_sees_rubric_and_bottom(scripted_user, start_gym) -> None:
 @pytest.mark.parametrize("reply", [judged(1, 0.5, 0), judged(1, 0.7, 0, 0), '{"scores": "all good"}', "Score: 1.0"])
 def test_malformed_rubric_is_zero_and_keeps_best(reply: str, scripted_user, start_gym) -> None:
     """Wrong number of scores, a score off {0, 0.5, 1}, no list, no JSON: reward 0, judge_error, best unchanged."""
-    env = start_gym("turtle", scripted_user(judged(0.5, 0, 0, 0), reply, judged(1, 0, 0, 0)), STORY)
+    env = papers_rule(start_gym("turtle", scripted_user(judged(0.5, 0, 0, 0), reply, judged(1, 0, 0, 0)), STORY))
     assert env.step("[answer] a").reward == pytest.approx(0.25)
     bad = env.step("[answer] b")
     assert bad.reward == 0 and "turtle.answer" in bad.info["judge_error"] and not bad.terminated

@@ -19,7 +19,8 @@ def test_eval_writes_per_gym_scores_and_trajectories(tiny_model: Path, tmp_path:
                              "rollout.engine=transformers", "rollout.num_workers=1", "rollout.max_new_tokens=8",
                              "model.max_model_len=2048", "learner.num_learners=1", "ray.dashboard=false",
                              "env.name=mix", "env.kwargs={gyms: {telepathy: {}, travel: {}}}", "env.max_turns=2",
-                             "env.plain_text_as_action=true", "users.num_actors=1", "users.num_cpus=0"])
+                             "env.plain_text_as_action=true", "users.backend=rules", "users.num_actors=1",
+                             "users.num_cpus=0"])
     summary = evaluate(cfg, tasks=4, ray_temp_dir=ray_tmp)
     out = tmp_path / "ev" / "eval"
     trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]

@@ -24,5 +24,5 @@ def test_quickstart_config_runs_one_step(embedded_model: Path, tmp_path: Path, r
     # instead of running on to max_new_tokens (PLATFORM.md: the GGUF tokenizer names the wrong eos).
     greedy = [json.loads(x) for x in (cfg.trainer.run_dir / "eval_before.jsonl").read_text().splitlines()]
     assert len(greedy) == 4
-    assert all(t["finish_reason"] == "stop" and t["response_ids"][-1] == 2 for t in greedy), [t["messages"][-1] for t in greedy]
+    assert all(t["finish_reason"] == "stop" and t["response_ids"][-1] == 2 for t in greedy), [t["conversation"][-1] for t in greedy]
     assert summary["eval_before/mean"] >= 0 and "eval_after/correct_rate" in summary
