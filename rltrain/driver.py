@@ -93,7 +93,7 @@ def sample_step(play_round: Callable[[int], list[Trajectory]], algorithm: Algori
         generated.extend(played)
         return played
 
-    rounds = getattr(algorithm, "sampling_rounds", 1)  # only GRPO refills; other algorithms play one round
+    rounds = algorithm.sampling_rounds
     if rounds <= 1:
         played = play(0)
         return played, played, {}
@@ -303,7 +303,7 @@ class Trainer:
         cost_metrics: dict[str, float] = {}
         audits: list[tuple[int, dict[str, float]]] = []  # (episodes with user calls, the round's audit means)
         algorithm = self.prep.algorithm
-        refills = getattr(algorithm, "sampling_rounds", 1) > 1
+        refills = algorithm.sampling_rounds > 1
 
         def play_round(r: int) -> list[Trajectory]:
             nonlocal cost_metrics

@@ -16,20 +16,7 @@ from rltrain.data.schema import FORMAT_VERSION, read_trajectories
 from rltrain.driver import pooled_means, sample_step, write_rows
 from rltrain.types import Trajectory
 from tests.data.test_schema import _trajectory
-
-
-def group(gid: int, rewards: list[float | None], tag: str) -> list[Trajectory]:
-    """One prompt's group of a round: task `<tag>q<gid>`, one trajectory per reward (None: an infrastructure failure)."""
-    out = []
-    for r in rewards:
-        t = Trajectory(task_id=f"{tag}q{gid}", group_id=gid, env="x", prompt_ids=[1], response_ids=[2], loss_mask=[1],
-                       rollout_logprobs=[-0.5])
-        if r is None:
-            t.failure = "engine died"
-        else:
-            t.reward = r
-        out.append(t)
-    return out
+from tests.test_dynamic_sampling import group
 
 
 def rounds_of(*rounds: list[Trajectory]):

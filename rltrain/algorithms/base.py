@@ -77,6 +77,11 @@ class Algorithm(ABC):
         """Extra stop strings for training rollouts (LaTRO stops rationales at "The answer is")."""
         return ()
 
+    @property
+    def sampling_rounds(self) -> int:
+        """Most rollout rounds per step; above 1 the driver refills the batch (GRPO's DAPO dynamic sampling)."""
+        return 1
+
     @abstractmethod
     def make_batch(self, trajectories: list[Trajectory], tokenizer: Any) -> tuple[TrainBatch, dict[str, float]]:
         """Scored trajectories (failed ones excluded) -> a training batch and batch-level metrics.
