@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import ray
 import torch
+import torch.distributed.distributed_c10d as c10d
 
 from actors.common import init_role, torch_threads
 from rltrain.algorithms.base import Algorithm, LossInputs
@@ -140,8 +141,12 @@ class Learner:
         torch.manual_seed(self.seed)
         backend = "nccl" if self.cfg.num_gpus > 0 else "gloo"
         # A collective that waits longer than this raises in this rank (gloo and NCCL both honour it), so a rank
-        # whose peer is stuck or gone errors out by itself instead of hanging the run.
-        deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(seconds=self.cfg.collective_timeout_s))
+        # whose peer is stuck or gone errors out by itself instead of hanging the run. DeepSpeed runs its collectives
+        # on groups it makes with new_group(), which take torch's default timeout (30 min), not the world group's:
+        # the defaults are set too, or a blocked peer would hold this rank for half an hour.
+        timeout = timedelta(seconds=self.cfg.collective_timeout_s)
+        c10d.default_pg_timeout = c10d.default_pg_nccl_timeout = timeout
+        deepspeed.init_distributed(dist_backend=backend, timeout=timeout)
         self.device = torch.device("cuda", 0) if self.cfg.num_gpus > 0 else torch.device("cpu")
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
         if self.cfg.gradient_checkpointing:

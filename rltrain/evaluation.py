@@ -5,6 +5,10 @@ needs them, and the rollout workers (temperature 0, one episode per task, as Use
 For UserRL gyms the summary holds the per-gym score (sum of turn rewards; TravelGym's normalised aspect score)
 and the task-weighted overall score; for TravelGym also UserBench's metrics (§2.4). Outputs go to
 `<trainer.output_dir>/<trainer.name>/eval/`: `trajectories.jsonl` and `summary.json`.
+
+On the router (`env.name: router`) it is `rltrain.router_eval`: the router against the three fixed policies
+(always the strongest, always the cheapest, always answer directly), measured in the same run on the same tasks,
+with accuracy, USD and calls per query, direct-answer rate, cost utility and the router's own token USD (spec §4.6).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ examples:
       The trained policy on FunctionGym's held-out tasks.
   rltrain eval launch/configs/userrl_mix.yaml --tasks 40
       40 held-out tasks drawn across the mixed gyms; per-gym scores and the overall score.
+  rltrain eval launch/configs/router.yaml model.name=runs/router/final --tasks 20
+      The trained router against always-strongest, always-cheapest and answer-directly (a Markdown table).
 """
 
 
@@ -37,11 +43,22 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _eval_cmd(args: argparse.Namespace) -> int:
     console.setup_driver(verbose=args.verbose)
-    from rltrain.driver import evaluate  # Ray and the actors load only when a command runs, not for `rltrain --help`
-
-    code, summary = run_guarded(lambda: evaluate(load_config(args.config, args.overrides), args.tasks), "evaluation")
+    code, summary = run_guarded(lambda: _evaluate(args), "evaluation")
     if summary:
         width = max(map(len, summary))
         for key, value in summary.items():
             print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     return code
+
+
+def _evaluate(args: argparse.Namespace) -> dict | None:
+    """The summary to print, or None where the evaluation printed its own table (the router's)."""
+    cfg = load_config(args.config, args.overrides)
+    if cfg.env.name == "router":
+        from rltrain import router_eval
+
+        router_eval.run(cfg, None, args.tasks, [1.0, 3.0])
+        return None
+    from rltrain.driver import evaluate  # Ray and the actors load only when a command runs, not for `rltrain --help`
+
+    return evaluate(cfg, args.tasks)

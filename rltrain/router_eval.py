@@ -48,9 +48,13 @@ def summarise(rows: list[dict[str, Any]], lams: list[float], constants: Any) -> 
     return out
 
 
-async def evaluate_router(cfg: Any, model_path: str, n_tasks: int,
-                          lams: list[float]) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, Any]]]]:
-    """(metrics per policy, per-task rows per policy with the texts, cut to 400 characters)."""
+POLICIES = ("router", "fixed", "direct")
+
+
+async def evaluate_router(cfg: Any, model_path: str, n_tasks: int, lams: list[float], policies: tuple[str, ...] = POLICIES
+                          ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, Any]]]]:
+    """(metrics per policy, per-task rows per policy with the texts, cut to 400 characters). `policies`: which of
+    the router, the fixed always-call policies and the direct answer to play (all by default)."""
     from actors.user import UserService
     from rewards.router import resolve_verifier
     from rltrain.agent import ChatRenderer, run_episode
@@ -95,15 +99,20 @@ async def evaluate_router(cfg: Any, model_path: str, n_tasks: int,
         router_usd = sum(own(r).usd or 0.0 for r in records_from_trajectory(traj, policy_name) if r.role == "policy")
         return {"score": terms["score"], "usd": env.cost_usd, "calls": len(env.history), "direct": float(not env.history),
                 "router_usd": router_usd, "finish": traj.finish_reason, "task": task.task_id,
+                "models": [h["model"] for h in env.history],
                 "text": [m["content"][:400] for m in traj.messages[2:]]}
 
-    rows = await asyncio.gather(*(route(i, t) for i, t in enumerate(tasks)))
-    samples["router"] = list(rows)
-    results["router"] = summarise(rows, lams, constants)
-    results["router"]["invalid_rate"] = sum(r["finish"] in ("max_turns", "unoffered_tool", "length") for r in rows) / len(rows)
+    if "router" in policies:
+        rows = await asyncio.gather(*(route(i, t) for i, t in enumerate(tasks)))
+        samples["router"] = list(rows)
+        results["router"] = summarise(rows, lams, constants)
+        results["router"]["invalid_rate"] = sum(r["finish"] in ("max_turns", "unoffered_tool", "length") for r in rows) / len(rows)
+        calls = [m for r in rows for m in r["models"]]
+        for model in env0.pool:  # the collapse check's call shares (issue 14 part 5), at eval
+            results["router"][f"share_{model}"] = calls.count(model) / len(calls) if calls else 0.0
 
     # always call one pool model
-    for model in env0.pool:
+    for model in env0.pool if "fixed" in policies else ():
         async def ask(i: int, task: Any, model: str = model) -> dict[str, Any]:
             request = UserRequest(hat="pool", system=FIXED_SYSTEM, messages=({"role": "user", "content": task.data["question"]},),
                                   model=model, max_tokens=env0.pool_max_tokens, episode=f"fixed-{model}-{i}#0")
@@ -127,9 +136,10 @@ async def evaluate_router(cfg: Any, model_path: str, n_tasks: int,
         return {"score": score(task, text, False), "usd": 0.0, "calls": 0, "direct": 1.0, "router_usd": own,
                 "task": task.task_id, "text": text[:400]}
 
-    rows = list(await asyncio.gather(*(direct(t) for t in tasks)))
-    results["direct"] = summarise(rows, lams, constants)
-    samples["direct"] = rows
+    if "direct" in policies:
+        rows = list(await asyncio.gather(*(direct(t) for t in tasks)))
+        results["direct"] = summarise(rows, lams, constants)
+        samples["direct"] = rows
     await service.shutdown()
     await engine.shutdown()
     return results, samples
@@ -144,6 +154,26 @@ def table_markdown(results: dict[str, dict[str, float]], scale: float, tag: str,
     return "\n".join(lines)
 
 
+def run(cfg: Any, model: str | None, n_tasks: int | None, lams: list[float], out: str | None = None,
+        policies: tuple[str, ...] = POLICIES) -> dict[str, Any]:
+    """Evaluate, write the JSON (default `<output_dir>/<name>/router_eval.json`), print the table; the JSON's dict."""
+    from rltrain.costs import load_price_table
+    from rltrain.models import resolve_model
+
+    model_path = str(resolve_model(model or cfg.model.name))
+    n = n_tasks or cfg.env.eval_tasks
+    results, samples = asyncio.run(evaluate_router(cfg, model_path, n, lams, policies))
+    table = load_price_table(cfg.env.kwargs.get("price_table", "synthetic-cpu"))
+    path = Path(out) if out else Path(cfg.trainer.output_dir) / cfg.trainer.name / "router_eval.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"model": model or cfg.model.name, "tasks": n, "price_table": table.tag, "price_scale": table.scale,
+              "lam": cfg.env.kwargs.get("reward", {}).get("lam", 3.0), "results": results, "samples": samples}
+    path.write_text(json.dumps(report, indent=2))
+    print(table_markdown(results, table.scale, table.tag, n))
+    print(f"written to {path}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rltrain.router_eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,23 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="the router's weights (default model.name), e.g. runs/router/final")
     parser.add_argument("--lam", type=float, nargs="*", default=[1.0, 3.0], help="lambdas to recompute R for")
     parser.add_argument("--out", default=None, help="JSON output (default <output_dir>/<name>/router_eval.json)")
+    parser.add_argument("--policies", nargs="*", choices=POLICIES, default=list(POLICIES),
+                        help="play only these (the fixed policies do not change with the router: measure them once)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router_eval %(levelname)s %(name)s: %(message)s")
     from rltrain.config import load_config
-    from rltrain.costs import load_price_table
-    from rltrain.models import resolve_model
 
-    cfg = load_config(args.config, args.overrides)
-    model_path = str(resolve_model(args.model or cfg.model.name))
-    n = args.tasks or cfg.env.eval_tasks
-    results, samples = asyncio.run(evaluate_router(cfg, model_path, n, args.lam))
-    table = load_price_table(cfg.env.kwargs.get("price_table", "synthetic-cpu"))
-    out = Path(args.out) if args.out else Path(cfg.trainer.output_dir) / cfg.trainer.name / "router_eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model or cfg.model.name, "tasks": n, "price_table": table.tag,
-                               "price_scale": table.scale, "results": results, "samples": samples}, indent=2))
-    print(table_markdown(results, table.scale, table.tag, n))
-    print(f"written to {out}")
+    run(load_config(args.config, args.overrides), args.model, args.tasks, args.lam, args.out, tuple(args.policies))
     return 0
 
 

@@ -120,6 +120,32 @@ PHASE_SECONDS = _metric("rltrain_phase_seconds", "gauge", "Seconds of each phase
                         "the whole step)", tags=("phase",))
 IDLE_RATIO = _metric("rltrain_idle_ratio", "gauge", "Fraction of the last step's wall time the role (tag) was not "
                      "working on the step")
+# Costs (the cost ledger's step metrics, rltrain/costs/ledger.py) and routing (rewards.router.routing_metrics).
+COST_USD_STEP = _metric("rltrain_cost_usd_step", "gauge", "USD of the step's model calls (every role), from the "
+                        "cost ledger", source="costs/usd_step")
+COST_USD_RUN = _metric("rltrain_cost_usd_run", "gauge", "USD of the run's model calls so far", source="costs/usd_run")
+COST_TOKENS_STEP = _metric("rltrain_cost_tokens_step", "gauge", "Tokens (input + output) of the step's model calls",
+                           source="costs/tokens_step")
+COST_CALLS_STEP = _metric("rltrain_cost_calls_step", "gauge", "Model calls of the step", source="costs/calls_step")
+COST_FAILED_CALLS_STEP = _metric("rltrain_cost_failed_calls_step", "gauge", "Failed model calls of the step (they "
+                                 "cost 0)", source="costs/failed_calls_step")
+COST_USD_BY = _metric("rltrain_cost_usd_by", "gauge", "USD by caller role (step) or model (run); tag `by` says "
+                      "which", tags=("by", "name"))
+BUDGET_FRACTION = _metric("rltrain_budget_fraction", "gauge", "Share of each configured budget spent (warning at "
+                          "0.8, clean stop at 1)", tags=("budget",))
+ROUTER_USD_PER_QUERY = _metric("rltrain_router_usd_per_query", "gauge", "Router episodes: pool USD per query",
+                               source="router/usd_per_query")
+ROUTER_ACCURACY = _metric("rltrain_router_accuracy", "gauge", "Router episodes: share with s > 0",
+                          source="router/accuracy")
+ROUTER_DIRECT_RATE = _metric("rltrain_router_direct_rate", "gauge", "Router episodes answered without a pool call",
+                             source="router/direct_rate")
+ROUTER_ENTROPY = _metric("rltrain_router_entropy", "gauge", "Entropy of the router's pool-call shares (nats; near 0 "
+                         "is collapse)", source="router/entropy")
+ROUTER_SHARE = _metric("rltrain_router_share", "gauge", "Each pool model's share of the router's successful calls",
+                       tags=("model",))
+COSTS_BY = {"costs/usd_step/": ("role", COST_USD_BY), "costs/usd_run/model/": ("model", COST_USD_BY),
+            "costs/budget_frac/": (None, BUDGET_FRACTION), "router/share/": (None, ROUTER_SHARE)}
+"""Step-metric key prefixes whose suffix becomes a tag: (value of the `by` tag or None, metric)."""
 # Any role.
 FAILURES = _metric("rltrain_failures", "counter", "Failures by kind: failed_trajectory (driver), format_error and "
                    "judge_error (rollout), user_call (user), actor_restart (the restarted actor)", tags=("kind",))
@@ -471,6 +497,12 @@ class Telemetry:
         for phase, key in PHASES.items():
             if key in metrics:
                 record(PHASE_SECONDS, metrics[key], phase=phase)
+        for key, value in metrics.items():
+            for prefix, (by, spec) in COSTS_BY.items():
+                if key.startswith(prefix):
+                    name = key[len(prefix):]
+                    tags = {"by": by, "name": name} if by else {spec.tags[0]: name}
+                    record(spec, value, **tags)
         step_s = metrics.get("time/step_s", 0.0)
         for role, key in BUSY_PHASES.items():
             # an overlapped (async) rollout runs during other phases; its workers' BUSY_SECONDS tell instead
@@ -546,6 +578,19 @@ PANELS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         Panel("User call latency (median, p95) and in flight", (
             (_quantile(USER_LATENCY, 0.5), "{{run}} p50 s"), (_quantile(USER_LATENCY, 0.95), "{{run}} p95 s"),
             (f"sum by (run) ({_q(USER_IN_FLIGHT)})", "{{run}} in flight"), *_last(USER_CACHE_RATE))),
+    )),
+    ("Costs", (
+        Panel("USD per step and per run", (*_last(COST_USD_STEP, COST_USD_RUN),), "currencyUSD"),
+        Panel("USD by caller role (step) and model (run)", (
+            (f"max by (run, by, name) ({_q(COST_USD_BY)})", "{{run}} {{by}} {{name}}"),), "currencyUSD"),
+        Panel("Calls, failed calls and tokens per step", _last(COST_CALLS_STEP, COST_FAILED_CALLS_STEP, COST_TOKENS_STEP)),
+        Panel("Budget spent", ((f"max by (run, budget) ({_q(BUDGET_FRACTION)})", "{{run}} {{budget}}"),), "percentunit"),
+    )),
+    ("Routing", (
+        Panel("Router accuracy, direct-answer rate and USD per query",
+              _last(ROUTER_ACCURACY, ROUTER_DIRECT_RATE, ROUTER_USD_PER_QUERY)),
+        Panel("Pool call shares and entropy (collapse: one share near 1)", (
+            (f"max by (run, model) ({_q(ROUTER_SHARE)})", "{{run}} {{model}}"), *_last(ROUTER_ENTROPY))),
     )),
     ("Failures", (
         Panel("Failures by kind", ((f"sum by (run, kind) (increase({_q(FAILURES)}[$__rate_interval]))", "{{run}} {{kind}}"),)),

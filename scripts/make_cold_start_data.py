@@ -3,8 +3,8 @@
 
     .venv/bin/python scripts/make_cold_start_data.py [--out runs/cold_start] [--count 200] [--seed 0]
 
-Writes one unified-format JSONL file per source (function_gym, word_problems, multitool, telepathy, turtle,
-persuade, intention) and prints how many episodes each played and kept. Deterministic in --seed; no model, no
+Writes one unified-format JSONL file per source (function_gym, word_problems, multitool, router, telepathy,
+turtle, persuade, intention) and prints how many episodes each played and kept. Deterministic in --seed; no model, no
 network. The launch/configs/sft_*.yaml configs read these files.
 """
 
@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rltrain.data.demos import function_gym_demos, gym_demos, multitool_demos, word_problem_demos
+from rltrain.config import load_config
+from rltrain.data.demos import function_gym_demos, gym_demos, multitool_demos, router_demos, word_problem_demos
 from rltrain.data.filter import FilterRules, filter_rows
 from rltrain.data.io import write_rows
 
@@ -22,6 +23,8 @@ SOURCES = {
     "function_gym": function_gym_demos,
     "word_problems": word_problem_demos,
     "multitool": multitool_demos,
+    # the router's demonstrations offer exactly the tools (pool, prices, descriptions) of the RL config
+    "router": lambda n, seed: router_demos(n, dict(load_config("launch/configs/router.yaml").env.kwargs), seed),
     **{name: (lambda n, seed, name=name: gym_demos(name, n, seed)) for name in ("telepathy", "turtle", "persuade", "intention")},
 }
 

@@ -207,3 +207,20 @@ def test_gauge_keeper_re_sets_last_values_until_forgotten(monkeypatch: pytest.Mo
     count = len(sets)
     time.sleep(0.05)
     assert len(sets) == count
+
+
+def test_cost_and_routing_metrics_reach_their_tagged_gauges(tmp_path: Path) -> None:
+    """Issue 14: the ledger's per-role and per-model USD, budget fractions and router shares become tagged gauges
+    (the dashboard's Costs and Routing rows); flat `costs/*` keys set their own gauges by source."""
+    sink = Telemetry(load_config(None, ["trainer.loggers=[jsonl]"]), tmp_path)
+    seen: list[tuple[str, float, dict[str, str]]] = []
+    sink.ray.record = lambda spec, value, **tags: seen.append((spec.name, value, tags))  # type: ignore[method-assign]
+    sink.publish(1, {"costs/usd_step": 0.5, "costs/usd_step/judge": 0.2, "costs/usd_run/model/qwen2.5-coder-0.5b": 1.5,
+                     "costs/budget_frac/run_usd": 0.85, "router/share/smollm2-135m-instruct": 0.25,
+                     "eval_test/router/share/smollm2-135m-instruct": 0.5})
+    assert ("rltrain_cost_usd_step", 0.5, {}) in seen
+    assert ("rltrain_cost_usd_by", 0.2, {"by": "role", "name": "judge"}) in seen
+    assert ("rltrain_cost_usd_by", 1.5, {"by": "model", "name": "qwen2.5-coder-0.5b"}) in seen
+    assert ("rltrain_budget_fraction", 0.85, {"budget": "run_usd"}) in seen
+    # eval metrics share the key's tail but are not the step's routing: only the training share is a gauge
+    assert [v for n, v, t in seen if n == "rltrain_router_share"] == [0.25]

@@ -18,7 +18,8 @@ Players (they read the task's structured facts, as a demonstrator with the answe
 - turtle: asks yes/no questions from the evaluation statements, then tells the hidden story;
 - persuade: argues each counterpoint against the user's claim, one per message;
 - intention: asks each missing detail's inquiry, most important first;
-- multitool: helper H2's scripted solver (`rltrain.envs.multitool.solve_messages`).
+- multitool: helper H2's scripted solver (`rltrain.envs.multitool.solve_messages`);
+- router: each routing action equally often (`router_demos`, issue 14's cold start).
 """
 
 from __future__ import annotations
@@ -157,26 +158,36 @@ _RATIONALES: dict[int, Callable[[int, int, int], tuple[str, int]]] = {
 _WP_ID = re.compile(r"^train-t(\d+)-(\d+)-(\d+)-(\d+)$")
 
 
+def _worked_answer(task: Task, counts: Counter) -> str | None:
+    """The worked rationale of a TRAIN word problem ending "The answer is N.", or None (counted) when there is none
+    or it would not arrive at the gold answer."""
+    from rltrain.envs.word_problems import ANSWER_TEMPLATE
+
+    m = _WP_ID.match(task.task_id)
+    if m is None or int(m.group(1)) not in _RATIONALES:
+        counts["dropped_no_rationale"] += 1
+        return None
+    a, b, c = (int(m.group(i)) for i in (2, 3, 4))
+    rationale, value = _RATIONALES[int(m.group(1))](a, b, c)
+    if value != task.data["answer"]:
+        counts["dropped_wrong_rationale"] += 1  # the env's templates changed: never teach a wrong sum
+        return None
+    return f"{rationale} {ANSWER_TEMPLATE.format(answer=task.data['answer'])}"
+
+
 def word_problem_demos(count: int, seed: int = 0) -> tuple[list[dict[str, Any]], Counter]:
     """Worked rationales for TRAIN word problems, each ending "The answer is N."; checked against the gold answer."""
-    from rltrain.envs.word_problems import ANSWER_TEMPLATE, WordProblemsEnv
+    from rltrain.envs.word_problems import WordProblemsEnv
 
     env = WordProblemsEnv()
     rows, counts = [], Counter()
     for task in env.tasks("train", count, seed):
         counts["played"] += 1
-        m = _WP_ID.match(task.task_id)
-        if m is None or int(m.group(1)) not in _RATIONALES:
-            counts["dropped_no_rationale"] += 1
-            continue
-        a, b, c = (int(m.group(i)) for i in (2, 3, 4))
-        rationale, value = _RATIONALES[int(m.group(1))](a, b, c)
-        if value != task.data["answer"]:
-            counts["dropped_wrong_rationale"] += 1  # the env's templates changed: never teach a wrong sum
+        answer = _worked_answer(task, counts)
+        if answer is None:
             continue
         messages, _ = env.reset(task)
-        messages = [*messages, {"role": "assistant",
-                                "content": f"{rationale} {ANSWER_TEMPLATE.format(answer=task.data['answer'])}"}]
+        messages = [*messages, {"role": "assistant", "content": answer}]
         rows.append({**messages_to_row(messages, [], f"demo/word_problems/{task.task_id}"), "env": "word_problems",
                      "task_id": task.task_id, "reward": 1.0})
         counts["kept"] += 1
@@ -198,5 +209,54 @@ def multitool_demos(count: int, seed: int = 0) -> tuple[list[dict[str, Any]], Co
             continue
         rows.append({**messages_to_row(messages, tools, f"demo/multitool/{task.task_id}"), "env": "multitool",
                      "task_id": task.task_id, "reward": reward})
+        counts["kept"] += 1
+    return rows, counts
+
+
+ROUTER_DEMO_SYSTEM = "Solve the problem step by step in plain text, then end with 'The answer is N.'"
+SIMPLE_REPLIES = {"What is 1+1?": "1 + 1 = 2."}
+
+
+def router_demos(count: int, env_kwargs: dict[str, Any], seed: int = 0) -> tuple[list[dict[str, Any]], Counter]:
+    """Router cold start (issue 14): on TRAIN word problems, each of the router's actions (answer directly, or call
+    one offered model and `select_response` its reply) equally often, drawn per task; simple queries are answered
+    directly. These teach the call and select syntax and leave the choice to RL, which has to find under λ which
+    action pays. Stand-in, named: a call's tool reply here is the worked rationale, not the pool model's output
+    (tool text is never in the loss, so it only shapes the context of the select turn). `env_kwargs`: the RL run's
+    `env.kwargs`, so the demonstrations offer the tools, prices and descriptions RL will."""
+    import random
+
+    from rltrain.envs.router import RouterEnv
+
+    env = RouterEnv(**env_kwargs)
+    rng = random.Random(f"router-demos-{seed}")
+    rows, counts = [], Counter()
+    for task in env.tasks("train", count, seed):
+        counts["played"] += 1
+        messages, _ = env.reset(task)
+        tools = [t.schema()["function"] for t in env.tools()]
+        question = str(task.data["question"])
+        if task.data["source"] == "simple":
+            messages.append({"role": "assistant", "content": SIMPLE_REPLIES.get(question, "Hello! How can I help you today?")})
+            counts["simple"] += 1
+        else:
+            answer = _worked_answer(task, counts)
+            if answer is None:
+                continue
+            action = rng.choice(["direct", *env.offered])
+            counts[action] += 1
+            if action == "direct":
+                messages.append({"role": "assistant", "content": answer})
+            else:
+                name = env.pool[action].tool_name
+                messages += [
+                    {"role": "assistant", "content": "", "tool_calls": [{"id": "call_0_0", "function": {
+                        "name": name, "arguments": {"optimized_system_prompt": ROUTER_DEMO_SYSTEM, "temperature": 0}}}]},
+                    {"role": "tool", "content": answer, "tool_call_id": "call_0_0", "name": name},
+                    {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1_0", "function": {
+                        "name": "select_response", "arguments": {"model_call_name": name}}}]},
+                    {"role": "tool", "content": answer, "tool_call_id": "call_1_0", "name": "select_response"}]
+        rows.append({**messages_to_row(messages, tools, f"demo/router/{task.task_id}"), "env": "router",
+                     "task_id": task.task_id, "reward": 1.0})
         counts["kept"] += 1
     return rows, counts

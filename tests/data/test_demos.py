@@ -3,7 +3,9 @@ call, and never come from held-out tasks or templates."""
 
 import re
 
-from rltrain.data.demos import function_gym_demos, gym_demos, multitool_demos, word_problem_demos
+from rltrain.config import load_config
+from rltrain.data.demos import function_gym_demos, gym_demos, multitool_demos, router_demos, word_problem_demos
+from rltrain.envs.router import RouterEnv
 from rltrain.envs.word_problems import _TEST, WordProblemsEnv
 
 
@@ -44,3 +46,26 @@ def test_multitool_solver_demos_parse_its_calls():
     assert counts["kept"] == 3
     calls = rows[0]["conversation"][1]["tool_calls"]
     assert calls and "<tool_call>" not in rows[0]["conversation"][1]["content"]
+
+
+def test_router_demos_take_each_action_and_select_what_they_called():
+    """Issue 14's cold start: each routing action appears, calls are answered by select_response of the same tool,
+    simple queries are answered directly, and the demos offer exactly the RL config's tools."""
+    kwargs = dict(load_config("launch/configs/router.yaml").env.kwargs)
+    rows, counts = router_demos(60, kwargs)
+    assert counts["kept"] == len(rows) == 60
+    assert counts["direct"] > 5 and counts["smollm2-135m-instruct"] > 5 and counts["qwen2.5-coder-0.5b-instruct"] > 5
+    env = RouterEnv(**kwargs)
+    env.reset(env.tasks("train", 1, 0)[0])
+    assert [t["name"] for t in rows[0]["tools"]] == [t.schema()["function"]["name"] for t in env.tools()]
+    for row in rows:
+        turns = [m for m in row["conversation"] if m["role"] == "assistant"]
+        if row["task_id"].startswith("simple-"):
+            assert len(turns) == 1 and not turns[0].get("tool_calls")
+        elif len(turns) == 2:
+            called = turns[0]["tool_calls"][0]["function"]["name"]
+            selected = turns[1]["tool_calls"][0]["function"]
+            assert called.startswith("call_") and selected == {"name": "select_response",
+                                                                "arguments": {"model_call_name": called}}
+        else:
+            assert len(turns) == 1 and re.search(r"The answer is \d+\.$", turns[0]["content"])

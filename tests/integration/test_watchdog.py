@@ -93,9 +93,10 @@ def test_each_role_that_stops_answering_is_named_with_its_stacks(
             time.sleep(3600)
 
         trainer.learners.ranks[1].__ray_call__.remote(blocked_rank)
-        # (measured on CPU/gloo: rank 0's collective did not error out within 30 s, so both ranks are named when
-        # watchdog.update_s runs out; with the collective timeout working, only learner-1 is)
-        _, stacks = expect_stall(trainer, 3, "update", "learner-1", cfg.watchdog.update_s)
+        # rank 0's own collective timeout ends it (not the update phase's 30 s), and only the blocked rank is named:
+        # DeepSpeed's groups from new_group() must get learner.collective_timeout_s too, not torch's 30-minute default
+        stalled, stacks = expect_stall(trainer, 3, "update", "learner-1", cfg.watchdog.update_s)
+        assert stalled.role == "learner-1" and stalled.seconds < cfg.watchdog.update_s, str(stalled)
         assert "blocked_rank" in stacks  # py-spy shows where it is stuck
 
         # a verifier that never returns, and an accountant whose own per-call timeout does not cut it off

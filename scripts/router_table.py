@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Issue 14's table from scripts/measure_router.sh's JSONs: every policy on the same held-out tasks, with R recomputed
+for each λ of the sweep from the per-task (score, USD) rows (spec §4.4), and the router's call shares.
+
+    .venv/bin/python scripts/router_table.py runs/router_measure [--lams 3 10] [--out docs/results/router.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rewards.router import RouterReward
+
+
+def rows_of(report: dict[str, Any], label: str, lams: list[float]) -> list[dict[str, Any]]:
+    out = []
+    for policy, samples in report["samples"].items():
+        n = len(samples)
+        models = [m for s in samples for m in s.get("models", [])]
+        row = {"policy": label if policy == "router" else policy, "tasks": n,
+               "accuracy": sum(s["score"] for s in samples) / n, "usd_per_query": sum(s["usd"] for s in samples) / n,
+               "calls_per_query": sum(s["calls"] for s in samples) / n,
+               "direct_rate": sum(s["direct"] for s in samples) / n,
+               "router_usd_per_query": sum(s.get("router_usd", 0.0) for s in samples) / n}
+        if policy == "router":
+            row["invalid_rate"] = sum(s["finish"] in ("max_turns", "unoffered_tool", "length") for s in samples) / n
+            for model in sorted(set(models)):
+                row[f"share_{model}"] = models.count(model) / len(models)
+        for lam in lams:
+            shaped = RouterReward(lam=lam)
+            row[f"R_lam{lam:g}"] = sum(shaped.shape(s["score"], s["usd"]) for s in samples) / n
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir")
+    parser.add_argument("--lams", type=float, nargs="*", default=[3.0, 10.0])
+    parser.add_argument("--out", default=None, help="also write the rows as JSON")
+    args = parser.parse_args()
+    d = Path(args.dir)
+    before = json.loads((d / "eval_before.json").read_text())
+    rows = rows_of(before, "router (base SmolLM2, untrained)", args.lams)
+    if (d / "eval_sft.json").exists():
+        rows += rows_of(json.loads((d / "eval_sft.json").read_text()), "router after SFT cold start", args.lams)
+    for path in sorted(d.glob("eval_after_lam*.json")):
+        lam = path.stem.removeprefix("eval_after_lam")
+        rows += rows_of(json.loads(path.read_text()), f"router after SFT + GRPO at lambda={lam}", args.lams)
+    cols = ["accuracy", "usd_per_query", "calls_per_query", "direct_rate", *(f"R_lam{lam:g}" for lam in args.lams)]
+    print(f"price table {before['price_table']} (x{before['price_scale']:g} list prices), {before['tasks']} held-out tasks")
+    print("| policy | " + " | ".join(cols) + " | call shares |")
+    print("|---" * (len(cols) + 2) + "|")
+    for r in rows:
+        shares = ", ".join(f"{k.removeprefix('share_')} {v:.2f}" for k, v in r.items() if k.startswith("share_"))
+        print(f"| {r['policy']} | " + " | ".join(f"{r[c]:.3g}" for c in cols) + f" | {shares} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"price_table": before["price_table"], "price_scale": before["price_scale"],
+                                              "tasks": before["tasks"], "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
