@@ -57,7 +57,7 @@ async def evaluate_router(cfg: Any, model_path: str, n_tasks: int, lams: list[fl
     the router, the fixed always-call policies and the direct answer to play (all by default)."""
     from actors.user import UserService
     from rewards.router import resolve_verifier
-    from rltrain.agent import ChatRenderer, run_episode
+    from rltrain.agent import ChatRenderer, run_episode, tool_settings
     from rltrain.costs import records_from_trajectory
     from rltrain.engines import make_engine
     from rltrain.engines.base import Sampling
@@ -91,7 +91,8 @@ async def evaluate_router(cfg: Any, model_path: str, n_tasks: int, lams: list[fl
     async def route(i: int, task: Any) -> dict[str, Any]:
         env = make_env("router", dict(cfg.env.kwargs))
         traj = await run_episode(engine, env, renderer, task, env_name="router", group_id=i, sampling=greedy,
-                                 max_turns=env.max_turns, max_model_len=cfg.model.max_model_len, user=service)
+                                 max_turns=env.max_turns, max_model_len=cfg.model.max_model_len, user=service,
+                                 tools=tool_settings(cfg.env, env, cfg.users))
         if traj.failed:
             raise RuntimeError(f"router episode {task.task_id} failed: {traj.failure}")
         terms = getattr(env, "terms", None) or {"score": 0.0, "cost_usd": env.cost_usd}

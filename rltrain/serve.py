@@ -151,7 +151,7 @@ class ChatServer:
 
     async def _route(self, messages: list[dict[str, str]], max_tokens: int,
                      temperature: float) -> tuple[str, dict[str, int], dict[str, Any]]:
-        from rltrain.agent import run_episode
+        from rltrain.agent import run_episode, tool_settings
         from rltrain.costs import records_from_trajectory
         from rltrain.engines.base import Sampling
         from rltrain.envs import make_env
@@ -167,7 +167,8 @@ class ChatServer:
         traj = await run_episode(self.engine, env, self.renderer, task, env_name="router", group_id=0,
                                  sampling=Sampling(max_new_tokens=max_tokens, temperature=temperature,
                                                    stop_token_ids=(self.renderer.end_of_turn_id,)),
-                                 max_turns=env.max_turns, max_model_len=self.max_model_len, user=self.service)
+                                 max_turns=env.max_turns, max_model_len=self.max_model_len, user=self.service,
+                                 tools=tool_settings(self.cfg.env, env, self.cfg.users))
         if traj.failed:
             raise RuntimeError(f"the routing loop failed: {traj.failure}")
         records = self.ledger.add(records_from_trajectory(traj, self.model_id, step=-1, run="serve"))

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rltrain.envs.judge_parsing import JudgeError, ask_strict
 from rltrain.users import USER_RULES, UserRequest, UserSim, UserSimError, parse_json_reply
 
 STAGES = ("format", "execution", "committee", "interplay")
@@ -277,6 +278,14 @@ class Stage:
                 "top_reasons": dict(self.reasons.most_common(3))}
 
 
+def _verdict(reply: dict[str, Any]) -> tuple[bool, str]:
+    """A reviewer's JSON reply as (passed, reason); JudgeError when the verdict is neither pass nor fail."""
+    verdict = str(reply["verdict"]).strip().lower()
+    if verdict not in ("pass", "fail"):
+        raise JudgeError(f"verdict {reply['verdict']!r} is neither pass nor fail")
+    return verdict == "pass", str(reply.get("reason") or "no reason given")
+
+
 @dataclass
 class Report:
     source: str
@@ -288,17 +297,19 @@ class Report:
     seconds: float = 0.0
     replayed_ok: int | None = None
     """Kept trajectories that pass the state check again when replayed from the written file."""
+    malformed_reviews: int = 0
+    """Reviewers that abstained: none of their replies (retried twice) held a pass/fail verdict."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "agent": self.agent, "slots": self.slots, "proposals": self.proposals,
-                "kept": self.kept, "replayed_ok": self.replayed_ok, "kept_per_slot": round(self.kept / self.slots, 4) if self.slots else 0.0,
+                "kept": self.kept, "replayed_ok": self.replayed_ok, "malformed_reviews": self.malformed_reviews, "kept_per_slot": round(self.kept / self.slots, 4) if self.slots else 0.0,
                 "seconds": round(self.seconds, 2),
                 "seconds_per_blueprint": round(self.seconds / self.proposals, 3) if self.proposals else 0.0,
                 "stages": [self.stages[s].row(s) for s in STAGES]}
 
     def table(self) -> str:
         lines = [f"source={self.source} agent={self.agent} slots={self.slots} proposals={self.proposals} "
-                 f"kept={self.kept} replayed_ok={self.replayed_ok} ({self.seconds:.1f}s, {self.as_dict()['seconds_per_blueprint']}s per blueprint)",
+                 f"kept={self.kept} replayed_ok={self.replayed_ok} malformed_reviews={self.malformed_reviews} ({self.seconds:.1f}s, {self.as_dict()['seconds_per_blueprint']}s per blueprint)",
                  f"{'stage':<10} {'entered':>7} {'passed':>6} {'yield':>6}  top reasons"]
         for s in STAGES:
             st = self.stages[s]
@@ -406,16 +417,24 @@ async def _blueprint(adapter: CRMBlueprints, user: UserSim, ctx: dict[str, Any],
     com.entered += 1
     votes = []
     for k in range(reviewers):
-        review = UserRequest(hat="judge", system=REVIEW_SYSTEM, rule="crm.review", max_tokens=96,
-                             messages=({"role": "user", "content": json.dumps(task)},),
-                             context={"task": task, "reviewer": REVIEWERS[k % len(REVIEWERS)]},
-                             temperature=0.0 if k == 0 else 0.7,
-                             episode=f"generate/{ctx['seed']}/{ctx['slot']}/review{attempt}", call=k)
-        reply = parse_json_reply((await user.respond(review)).text) or {}
-        votes.append((str(reply.get("verdict", "")).lower() == "pass", str(reply.get("reason", "no verdict"))))
-    if sum(v for v, _ in votes) * 2 <= len(votes):
-        com.reasons[next(r for v, r in votes if not v)[:60]] += 1
-        return task, "committee: " + "; ".join(r for v, r in votes if not v)
+        async def ask(retry: int, k: int = k) -> str:
+            review = UserRequest(hat="judge", system=REVIEW_SYSTEM, rule="crm.review", max_tokens=96,
+                                 messages=({"role": "user", "content": json.dumps(task)},),
+                                 context={"task": task, "reviewer": REVIEWERS[k % len(REVIEWERS)]},
+                                 temperature=0.0 if k == 0 and retry == 0 else 0.7,
+                                 episode=f"generate/{ctx['seed']}/{ctx['slot']}/review{attempt}", call=k + retry * reviewers)
+            return (await user.respond(review)).text
+
+        # a reviewer whose replies never have the asked-for shape abstains: its malformed text is not a "fail" vote
+        vote, _, _ = await ask_strict(ask, _verdict)
+        if vote is None:
+            report.malformed_reviews += 1
+        else:
+            votes.append(vote)
+    if not votes or sum(v for v, _ in votes) * 2 <= len(votes):
+        reason = next((r for v, r in votes if not v), "no reviewer replied with a verdict")
+        com.reasons[reason[:60]] += 1
+        return task, "committee: " + ("; ".join(r for v, r in votes if not v) or reason)
     com.passed += 1
     return task, "accepted"
 

@@ -38,10 +38,19 @@ def test_unusable_proposals_and_reviews_are_rejected_where_they_fail(tmp_path: P
     report, rows = asyncio.run(generate(user, "llm", 1, attempts=2, out=tmp_path))
     assert report.stages["format"].entered == 2 and report.stages["format"].passed == 0 and not rows
     assert report.stages["execution"].entered == 0 and report.replayed_ok == 0
-    # a committee that answers without a verdict rejects an otherwise valid blueprint
-    user = ScriptedUser("no opinion", "no opinion", "no opinion", rules={"crm.review"})
+    # a committee that never answers with a verdict (each reviewer asked 3 times) abstains: the blueprint is rejected,
+    # and the malformed reviews are counted apart from "fail" votes (issue 17's strict parsing)
+    user = ScriptedUser(*["no opinion"] * 9, rules={"crm.review"})
     report, _ = asyncio.run(generate(user, "oracle", 1, attempts=1))
     assert report.stages["committee"].entered == 1 and report.stages["committee"].passed == 0
+    assert report.malformed_reviews == 3 and "no reviewer replied with a verdict" in report.stages["committee"].reasons
+    # a malformed first reply is asked again; the retry's verdict counts (two of three pass: kept by majority)
+    user = ScriptedUser("no opinion", '{"verdict": "pass", "reason": "ok"}', '{"verdict": "maybe"}', "{}",
+                        '{"verdict": "fail", "reason": "facts missing"}', '{"verdict": "PASS"}', rules={"crm.review"})
+    report, _ = asyncio.run(generate(user, "oracle", 1, attempts=1))
+    assert report.stages["committee"].passed == 1 and report.malformed_reviews == 0
+    reviews = [r.call for r in user.requests if r.rule == "crm.review"]
+    assert reviews == [0, 3, 1, 4, 7, 2]  # the retries of reviewer k are calls k + 3, k + 6
 
 
 def test_malformed_llm_fields_are_rejected_not_crashing() -> None:
