@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import yaml
 from rltrain import adapt, console, doctor, evaluation, export, jobs, report, serve, sft, watchdog
 from rltrain.config import RunConfig, describe, load_config, to_dict
 from rltrain.data import cli as data_cli
+from rltrain.errors import EXIT_PREEMPTED
 from rltrain.guard import run_guarded
 
 EXAMPLES = """\
@@ -137,6 +140,24 @@ def _print_config_help() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `rltrain` command. SIGTERM exits through Python (143), so `finally` blocks and atexit hooks run: an
+    in-process vLLM engine (router eval, data generate, serve) is shut down instead of left orphaned. A training run
+    replaces this with its own handler (finish the step, checkpoint, exit 143) while it trains."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    print("rltrain: SIGTERM: stopping", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_PREEMPTED)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # `train CONFIG --dry-run a.b=1`: overrides after a flag arrive here

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 HUNG_CLEANUP = textwrap.dedent("""
     import subprocess, sys, time
@@ -75,3 +76,42 @@ def test_without_ctrl_c_nothing_changes() -> None:
     with bounded_interrupt(timeout_s=1):
         assert signal.getsignal(signal.SIGINT) is not before
     assert signal.getsignal(signal.SIGINT) is before
+
+
+IN_PROCESS_ENGINE = textwrap.dedent("""
+    import asyncio, sys
+    from rltrain import cli
+    from rltrain.engines.vllm_engine import VLLMEngine
+
+    async def command(model):  # a command that runs an engine in-process, as router eval, data generate and serve do
+        engine = VLLMEngine(model, dtype="bfloat16", max_model_len=256, gpu_memory_utilization=0.1, kv_cache_gib=1,
+                            seed=0, threads=1)
+        await engine.start()
+        print("ready", flush=True)
+        await asyncio.sleep(300)
+
+    cli._main = lambda argv: asyncio.run(command(sys.argv[1]))
+    sys.exit(cli.main([]))
+""")
+
+
+@pytest.mark.vllm
+def test_sigterm_to_a_command_with_an_in_process_engine_leaves_no_engine_process(tiny_model) -> None:
+    """SIGTERM (a scheduler, `kill`) once left vLLM's engine-core process orphaned and running (found when a killed
+    `rltrain data generate` kept a core busy): `rltrain` now exits through Python, and atexit stops the engine."""
+    pytest.importorskip("vllm")
+    proc = subprocess.Popen([sys.executable, "-c", IN_PROCESS_ENGINE, str(tiny_model)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:  # vLLM logs to stdout too
+            if line.strip() == "ready":
+                break
+        assert proc.poll() is None, "the engine did not start"
+        engine = psutil.Process(proc.pid).children(recursive=True)
+        assert engine, "vLLM started no process of its own: the test proves nothing"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        _, alive = psutil.wait_procs(engine, timeout=30)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        proc.kill()

@@ -12,6 +12,7 @@ before.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import itertools
 import logging
@@ -102,6 +103,10 @@ class VLLMEngine(RolloutEngine):
         self._shm.before_start()
         self._engine = AsyncLLM.from_engine_args(args)
         self._shm.after_start()
+        # A process that exits without calling shutdown() (an exception, Ctrl-C, SIGTERM in a command that runs an
+        # engine in-process: eval of the router, data generate, serve) would leave vLLM's engine-core process orphaned
+        # and running; atexit stops it. (Ray actors are torn down with their processes; this covers the driver side.)
+        atexit.register(self._stop_at_exit)
         if self.adapt is not None:
             await self._engine.collective_rpc("rltrain_adapt_enable", args=(dataclasses.asdict(self.adapt),))
 
@@ -150,6 +155,10 @@ class VLLMEngine(RolloutEngine):
         return (await self._engine.collective_rpc("rltrain_threads"))[0]
 
     async def shutdown(self) -> None:
+        self._stop_at_exit()
+        atexit.unregister(self._stop_at_exit)
+
+    def _stop_at_exit(self) -> None:
         if self._engine is not None:
             try:
                 self._engine.shutdown()
