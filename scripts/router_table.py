@@ -44,12 +44,17 @@ def main() -> None:
     args = parser.parse_args()
     d = Path(args.dir)
     before = json.loads((d / "eval_before.json").read_text())
-    rows = rows_of(before, "router (base SmolLM2, untrained)", args.lams)
+    reports = [("router (base SmolLM2, untrained)", before)]
     if (d / "eval_sft.json").exists():
-        rows += rows_of(json.loads((d / "eval_sft.json").read_text()), "router after SFT cold start", args.lams)
+        reports.append(("router after SFT cold start", json.loads((d / "eval_sft.json").read_text())))
     for path in sorted(d.glob("eval_after_lam*.json")):
         lam = path.stem.removeprefix("eval_after_lam")
-        rows += rows_of(json.loads(path.read_text()), f"router after SFT + GRPO at lambda={lam}", args.lams)
+        reports.append((f"router after SFT + GRPO at lambda={lam}", json.loads(path.read_text())))
+    rows = [row for label, report in reports for row in rows_of(report, label, args.lams)]
+    # per task, what R needs (score, USD) and what the router did: enough to re-derive every column for any λ
+    per_task = {(label if policy == "router" else policy): [
+        {k: s.get(k) for k in ("task", "score", "usd", "calls", "direct", "router_usd", "models", "finish") if k in s}
+        for s in samples] for label, report in reports for policy, samples in report["samples"].items()}
     cols = ["accuracy", "usd_per_query", "calls_per_query", "direct_rate", *(f"R_lam{lam:g}" for lam in args.lams)]
     print(f"price table {before['price_table']} (x{before['price_scale']:g} list prices), {before['tasks']} held-out tasks")
     print("| policy | " + " | ".join(cols) + " | call shares |")
@@ -59,7 +64,7 @@ def main() -> None:
         print(f"| {r['policy']} | " + " | ".join(f"{r[c]:.3g}" for c in cols) + f" | {shares} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"price_table": before["price_table"], "price_scale": before["price_scale"],
-                                              "tasks": before["tasks"], "rows": rows}, indent=2))
+                                              "tasks": before["tasks"], "rows": rows, "per_task": per_task}, indent=1))
 
 
 if __name__ == "__main__":
