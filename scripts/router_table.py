@@ -47,7 +47,7 @@ def main() -> None:
     reports = [("router (base SmolLM2, untrained)", before)]
     if (d / "eval_sft.json").exists():
         reports.append(("router after SFT cold start", json.loads((d / "eval_sft.json").read_text())))
-    for path in sorted(d.glob("eval_after_lam*.json")):
+    for path in sorted(d.glob("eval_after_lam*.json"), key=lambda p: float(p.stem.removeprefix("eval_after_lam"))):
         lam = path.stem.removeprefix("eval_after_lam")
         reports.append((f"router after SFT + GRPO at lambda={lam}", json.loads(path.read_text())))
     rows = [row for label, report in reports for row in rows_of(report, label, args.lams)]
