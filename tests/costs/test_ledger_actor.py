@@ -24,17 +24,21 @@ def test_ledger_actor_recovers_after_a_kill(ray_cluster: None, tmp_path: Path) -
     records = [CallRecord(f"c{i}", "pool", "gpt-4.1", 1000, 500, trajectory="t#0") for i in range(3)]
     ray.get(ledger.add.remote(records))
     assert ray.get(ledger.check_budget.remote()) is None  # 3 of 3.5: a warning only
-    pid = ray.get(ledger.__ray_call__.remote(lambda self: __import__("os").getpid()))
+    def getpid(_ledger: object) -> int:
+        return __import__("os").getpid()
+
+    pid = ray.get(ledger.__ray_call__.remote(getpid))
     ray.kill(ledger, no_restart=False)
     deadline = time.monotonic() + 60
-    while True:  # the restarted actor re-reads costs.jsonl in __init__
+    while True:  # ray.kill is asynchronous: the old process may still answer; wait for the restarted one
         try:
-            totals = ray.get(ledger.totals.remote(), timeout=30)
-            break
-        except ray.exceptions.RayActorError:
-            assert time.monotonic() < deadline, "the ledger actor did not come back"
-            time.sleep(0.5)
-    assert ray.get(ledger.__ray_call__.remote(lambda self: __import__("os").getpid())) != pid
+            if ray.get(ledger.__ray_call__.remote(getpid), timeout=30) != pid:
+                break
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass
+        assert time.monotonic() < deadline, "the ledger actor did not come back"
+        time.sleep(0.5)
+    totals = ray.get(ledger.totals.remote(), timeout=30)  # the restarted actor re-read costs.jsonl in __init__
     assert totals["run"]["usd"] == pytest.approx(3 * one) and totals["by_trajectory"]["t#0"]["calls"] == 3
     ray.get(ledger.add.remote([CallRecord("c3", "pool", "gpt-4.1", 1000, 500, trajectory="t#0")]))
     exceeded = ray.get(ledger.check_budget.remote())
