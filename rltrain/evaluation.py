@@ -57,7 +57,7 @@ def _evaluate(args: argparse.Namespace) -> dict | None:
     if cfg.env.name == "router":
         from rltrain import router_eval
 
-        router_eval.run(cfg, None, args.tasks, [1.0, 3.0])
+        router_eval.run(cfg, None, args.tasks, router_eval.DEFAULT_LAMS)
         return None
     from rltrain.driver import evaluate  # Ray and the actors load only when a command runs, not for `rltrain --help`
 

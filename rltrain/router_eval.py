@@ -48,6 +48,20 @@ def summarise(rows: list[dict[str, Any]], lams: list[float], constants: Any) -> 
     return out
 
 
+def summarise_router(rows: list[dict[str, Any]], lams: list[float], constants: Any,
+                     pool: list[str] | None = None) -> dict[str, float]:
+    """`summarise` plus the router's own columns: invalid-episode rate and each model's share of its pool calls (the
+    collapse check of issue 14 part 5, at eval) over `pool`, or over the models it called when None."""
+    out = summarise(rows, lams, constants)
+    out["invalid_rate"] = sum(r["finish"] in ("max_turns", "unoffered_tool", "length") for r in rows) / len(rows)
+    calls = [m for r in rows for m in r.get("models", [])]
+    for model in pool if pool is not None else sorted(set(calls)):
+        out[f"share_{model}"] = calls.count(model) / len(calls) if calls else 0.0
+    return out
+
+
+DEFAULT_LAMS = [1.0, 3.0]
+"""λ values R is recomputed for by default (the spec's 3.0 and a cheaper 1.0)."""
 POLICIES = ("router", "fixed", "direct")
 
 
@@ -106,11 +120,7 @@ async def evaluate_router(cfg: Any, model_path: str, n_tasks: int, lams: list[fl
     if "router" in policies:
         rows = await asyncio.gather(*(route(i, t) for i, t in enumerate(tasks)))
         samples["router"] = list(rows)
-        results["router"] = summarise(rows, lams, constants)
-        results["router"]["invalid_rate"] = sum(r["finish"] in ("max_turns", "unoffered_tool", "length") for r in rows) / len(rows)
-        calls = [m for r in rows for m in r["models"]]
-        for model in env0.pool:  # the collapse check's call shares (issue 14 part 5), at eval
-            results["router"][f"share_{model}"] = calls.count(model) / len(calls) if calls else 0.0
+        results["router"] = summarise_router(rows, lams, constants, list(env0.pool))
 
     # always call one pool model
     for model in env0.pool if "fixed" in policies else ():
@@ -182,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--tasks", type=int, default=None, help="held-out tasks (default env.eval_tasks)")
     parser.add_argument("--model", default=None, help="the router's weights (default model.name), e.g. runs/router/final")
-    parser.add_argument("--lam", type=float, nargs="*", default=[1.0, 3.0], help="lambdas to recompute R for")
+    parser.add_argument("--lam", type=float, nargs="*", default=DEFAULT_LAMS, help="lambdas to recompute R for")
     parser.add_argument("--out", default=None, help="JSON output (default <output_dir>/<name>/router_eval.json)")
     parser.add_argument("--policies", nargs="*", choices=POLICIES, default=list(POLICIES),
                         help="play only these (the fixed policies do not change with the router: measure them once)")

@@ -13,25 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from rewards.router import RouterReward
+from rltrain.router_eval import summarise, summarise_router
 
 
 def rows_of(report: dict[str, Any], label: str, lams: list[float]) -> list[dict[str, Any]]:
+    """One table row per policy of a `router_eval` report, from its per-task samples (`rltrain.router_eval`'s
+    summaries, with R recomputed for each of `lams`)."""
     out = []
     for policy, samples in report["samples"].items():
-        n = len(samples)
-        models = [m for s in samples for m in s.get("models", [])]
-        row = {"policy": label if policy == "router" else policy, "tasks": n,
-               "accuracy": sum(s["score"] for s in samples) / n, "usd_per_query": sum(s["usd"] for s in samples) / n,
-               "calls_per_query": sum(s["calls"] for s in samples) / n,
-               "direct_rate": sum(s["direct"] for s in samples) / n,
-               "router_usd_per_query": sum(s.get("router_usd", 0.0) for s in samples) / n}
-        if policy == "router":
-            row["invalid_rate"] = sum(s["finish"] in ("max_turns", "unoffered_tool", "length") for s in samples) / n
-            for model in sorted(set(models)):
-                row[f"share_{model}"] = models.count(model) / len(models)
-        for lam in lams:
-            shaped = RouterReward(lam=lam)
-            row[f"R_lam{lam:g}"] = sum(shaped.shape(s["score"], s["usd"]) for s in samples) / n
+        router = policy == "router"
+        m = summarise_router(samples, lams, RouterReward()) if router else summarise(samples, lams, RouterReward())
+        row = {"policy": label if router else policy, "tasks": len(samples),
+               **{k: m[k] for k in ("accuracy", "usd_per_query", "calls_per_query", "direct_rate", "router_usd_per_query")}}
+        if router:
+            row.update({k: v for k, v in m.items() if k == "invalid_rate" or k.startswith("share_")})
+        row.update({f"R_lam{lam:g}": m[f"reward_lam{lam:g}"] for lam in lams})
         out.append(row)
     return out
 
