@@ -11,11 +11,12 @@ import logging
 import multiprocessing as mp
 from typing import Any
 
-from actors.common import init_role, torch_threads
+from actors.common import Role, init_role, torch_threads
 from rewards import REWARD_FNS
 from rewards.base import RewardInput
 from rltrain.engines.shm import ShmLedger
 from rltrain.types import Trajectory
+from rltrain.watchdog import in_phase
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +29,11 @@ def _warm_up() -> None:
     """Nothing: a spawned process has imported this module (and with it every reward function) to run it."""
 
 
-class RewardAccountant:
+class RewardAccountant(Role):
     """Scores trajectories with a registered reward function."""
 
     def __init__(self, fn_name: str, kwargs: dict[str, Any], timeout_s: float, num_procs: int) -> None:
-        init_role("accountant", threads=1)
+        self.beat = init_role("accountant", threads=1)
         REWARD_FNS.get(fn_name)  # fail now, with the list of names, rather than in the pool
         self.fn_name, self.kwargs, self.timeout_s, self.num_procs = fn_name, dict(kwargs), timeout_s, num_procs
         self._shm = ShmLedger()  # the spawn pool's semaphores, unlinked at shutdown even when its processes are killed
@@ -47,6 +48,7 @@ class RewardAccountant:
         self._shm.after_start()
         return pool
 
+    @in_phase("reward")
     def score(self, trajectories: list[Trajectory]) -> list[Trajectory]:
         """Set `reward` and `reward_terms` on each trajectory, or `failure` when scoring broke."""
         todo = [t for t in trajectories if not t.failed]
@@ -77,6 +79,7 @@ class RewardAccountant:
                 traj.failure = f"reward function {self.fn_name!r} raised {type(err).__name__}: {err}"
             else:
                 self._take(future, traj)
+            self.beat.progress()  # one trajectory
         return []
 
     @staticmethod

@@ -21,7 +21,7 @@ import ray
 import torch
 import torch.distributed.distributed_c10d as c10d
 
-from actors.common import init_role, torch_threads
+from actors.common import Role, init_role, torch_threads
 from rltrain.algorithms.base import Algorithm, LossInputs
 from rltrain.checkpoint import DS_TAG, rank_file, rng_state, set_rng_state
 from rltrain.config.learner import LearnerConfig
@@ -32,6 +32,7 @@ from rltrain.ops.packing import block_causal_mask
 from rltrain.ops.schedule import lambda_scheduler
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import TrainBatch
+from rltrain.watchdog import in_phase
 from rltrain.weights import WeightOutbox, WeightPayload
 
 logger = logging.getLogger(__name__)
@@ -103,13 +104,13 @@ def token_logprobs_of(model: torch.nn.Module, batch: TrainBatch, *, device: torc
     return pad(logprobs[:, :-1], (1, 0)), None if entropy is None else pad(entropy[:, :-1], (1, 0))
 
 
-class Learner:
+class Learner(Role):
     """One data-parallel rank."""
 
     def __init__(self, *, rank: int, world_size: int, model_path: str, cfg: LearnerConfig, algorithm: Algorithm,
                  gradient_accumulation: int, seed: int, temperature: float = 1.0) -> None:
         """Keyword arguments only: eight of them, several of the same type, are too easy to pass in the wrong order."""
-        init_role(f"learner-{rank}", cfg.threads)
+        self.beat = init_role(f"learner-{rank}", cfg.threads)
         self.metrics = ActorMetrics(f"learner-{rank}")
         self.rank, self.world_size, self.cfg, self.algorithm = rank, world_size, cfg, algorithm
         self.model_path, self.gradient_accumulation, self.seed = model_path, gradient_accumulation, seed
@@ -131,6 +132,7 @@ class Learner:
             port = s.getsockname()[1]
         return ray.util.get_node_ip_address(), port
 
+    @in_phase("start")
     def setup(self, master_addr: str, master_port: int) -> int:
         """Join the process group at rank 0's `master_addr:master_port` (see `rendezvous`), then build the model,
         optimizer and (when needed) the reference. Returns #params."""
@@ -243,6 +245,7 @@ class Learner:
         width = batch.input_ids.shape[1]
         return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]).cpu()
 
+    @in_phase("update")
     def update(self, batch: TrainBatch, mini_batches: int, stale: bool = False) -> dict[str, float]:
         """Train on this rank's shard: `epochs` passes of `mini_batches` optimizer steps each.
 
@@ -285,6 +288,7 @@ class Learner:
                         answer_mask=None if micro.answer_mask is None else micro.answer_mask.to(self.device)))
                     self.engine.backward(loss)
                     self.engine.step()
+                    self.beat.progress()  # one micro-batch
                     metrics["learner/entropy"] = masked_mean(entropy.detach(), mask)
                     # how far the sampler was from the weights being trained (precision, plus staleness when async)
                     current = policy_logprobs.detach() if stale else old
@@ -325,6 +329,7 @@ class Learner:
             out.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses shared tensors
         return out
 
+    @in_phase("sync")
     def export_weights(self, version: int, dtype: str, share: bool = False) -> WeightPayload | None:
         """Write the full weights of `version` for the rollout workers (`rltrain.weights.WeightOutbox`; rank 0; None
         on other ranks, which join the ZeRO-3 gather). With `share` the file's bytes also go into Ray's object store,
@@ -359,6 +364,7 @@ class Learner:
         logger.info("saved %s; verified with transformers: %s", out_dir, check)
         return {"path": out_dir, "max_abs_diff": check.max_abs_diff}
 
+    @in_phase("checkpoint")
     def save_checkpoint(self, folder: str) -> None:
         """Write this rank's DeepSpeed state (weights, optimizer, scheduler) and RNG/counters into `folder`.
 
@@ -367,6 +373,7 @@ class Learner:
         with rank_file(folder, self.rank).open("wb") as f:
             pickle.dump({"rng": rng_state(), "steps": self.steps, "gradient_accumulation": self.gradient_accumulation}, f)
 
+    @in_phase("checkpoint")
     def load_checkpoint(self, folder: str) -> None:
         """Restore what `save_checkpoint` wrote: DeepSpeed state, RNG states and the update counter (which seeds
         the mini-batch shuffle, so a resumed run shuffles as the uninterrupted one did)."""

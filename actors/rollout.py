@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from actors.common import init_role, torch_threads
+from actors.common import Role, init_role, torch_threads
 from actors.user import UserClient
 from rltrain.agent import ChatRenderer, run_episode, tool_settings
 from rltrain.config.env import EnvConfig
@@ -22,6 +22,7 @@ from rltrain.envs import make_env
 from rltrain.envs.base import STEP_RUNNER, resolve_max_turns
 from rltrain.telemetry import ActorMetrics
 from rltrain.types import Task, Trajectory
+from rltrain.watchdog import in_phase
 from rltrain.weights import WeightInbox, WeightPayload
 
 logger = logging.getLogger(__name__)
@@ -32,13 +33,13 @@ class NotStarted(RuntimeError):
     `__init__` only, and the driver has not re-synced it yet. The driver treats it like the worker's death."""
 
 
-class RolloutWorker:
+class RolloutWorker(Role):
     """Plays episodes of one environment with one engine."""
 
     def __init__(self, rank: int, model_path: str, cfg: RolloutConfig, env_cfg: EnvConfig, max_model_len: int,
                  users: tuple[Sequence[Any], UsersConfig, Sequence[str]] | None = None) -> None:
         """`users`: (user actor handles, users config, actor names) for gyms with a simulated user; None otherwise."""
-        init_role(f"rollout-{rank}", cfg.threads)
+        self.beat = init_role(f"rollout-{rank}", cfg.threads)
         self.metrics = ActorMetrics(f"rollout-{rank}")
         self.rank, self.cfg, self.env_cfg, self.max_model_len = rank, cfg, env_cfg, max_model_len
         self.model_path = model_path
@@ -56,6 +57,7 @@ class RolloutWorker:
         self._started = False
         self._rollouts = 0  # rollout calls running now, for `ping`
 
+    @in_phase("start")
     async def start(self) -> str:
         """Load the engine; returns its class name."""
         from transformers import AutoTokenizer
@@ -77,6 +79,7 @@ class RolloutWorker:
         if not self._started:
             raise NotStarted(f"rollout-{self.rank} was restarted by Ray and has not been re-synced yet")
 
+    @in_phase("rollout")
     async def rollout(self, tasks: list[Task], group_ids: list[int], n: int, greedy: bool = False,
                       stop: tuple[str, ...] = (), lengths: tuple[int, int] | None = None) -> list[Trajectory]:
         """`n` episodes of each task, all in flight at once (bounded by max_concurrent_episodes).
@@ -96,12 +99,14 @@ class RolloutWorker:
 
         async def one(task: Task, group_id: int, sample: int) -> Trajectory:
             async with self.metrics.episode(self._limit):  # the slot, counted as queued/in flight
-                return await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
-                                         env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
-                                         max_turns=self.max_turns, max_model_len=self.max_model_len,
-                                         echo_reward=self.env_cfg.echo_reward,
-                                         plain_text_as_action=self.env_cfg.plain_text_as_action, user=self.user, sample=sample,
-                                         tools=self.tools)
+                played = await run_episode(self.engine, make_env(self.env_cfg.name, self.env_cfg.kwargs), self.renderer, task,
+                                           env_name=self.env_cfg.name, group_id=group_id, sampling=sampling,
+                                           max_turns=self.max_turns, max_model_len=self.max_model_len,
+                                           echo_reward=self.env_cfg.echo_reward,
+                                           plain_text_as_action=self.env_cfg.plain_text_as_action, user=self.user,
+                                           sample=sample, tools=self.tools)
+            self.beat.progress()
+            return played
 
         self._rollouts += 1
         try:
@@ -111,6 +116,7 @@ class RolloutWorker:
         self.metrics.episodes_done(trajectories)
         return trajectories
 
+    @in_phase("sync")
     async def load_weights(self, payload: WeightPayload | str, version: int) -> float:
         """Load weights `version`: from learner rank 0's folder on this node, else pulled from the object store
         (`rltrain.weights`); a string is a folder readable here. Returns the seconds it took."""

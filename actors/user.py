@@ -35,10 +35,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from actors.common import init_role
+from actors.common import Role, init_role
 from rltrain.config.users import PoolModel, UsersConfig
 from rltrain.telemetry import ActorMetrics, observe_user_calls
 from rltrain.users import USER_RULES, UserReply, UserRequest, UserSimError
+from rltrain.watchdog import in_phase
 
 logger = logging.getLogger(__name__)
 
@@ -383,12 +384,12 @@ class PoolBackend(Backend):
 # The actor
 
 
-class UserService:
+class UserService(Role):
     """One user actor: a backend behind a cache, an in-flight bound, time-outs and retries."""
 
     def __init__(self, rank: int, cfg: UsersConfig, run_seed: int, model_path: str | None = None,
                  rule_modules: Sequence[str] = ()) -> None:
-        init_role(f"user-{rank}", cfg.threads)
+        self.beat = init_role(f"user-{rank}", cfg.threads)
         self.metrics = ActorMetrics(f"user-{rank}")
         for module in ("rltrain.envs", *rule_modules):  # gyms register their USER_RULES on import
             importlib.import_module(module)
@@ -438,6 +439,7 @@ class UserService:
                 await backend.start()
                 self._started.add(backend.name)
 
+    @in_phase("reply")
     @observe_user_calls
     async def respond(self, request: UserRequest) -> UserReply:
         """Answer one request; raises UserSimError (UserSimPermanentError when retrying cannot help)."""
@@ -451,6 +453,7 @@ class UserService:
             self._cache.move_to_end(key)
             self.counts["cache_hits"] += 1
             text, model = self._cache[key]
+            self.beat.progress()
             return UserReply(text, latency_s=time.perf_counter() - t0, backend="cache", model=model)
         await self._ensure_started(backend)
         async with self._slots:  # backpressure: callers beyond max_in_flight wait here, none is dropped
@@ -464,6 +467,7 @@ class UserService:
             self._cache[key] = (reply.text, reply.model)
             while len(self._cache) > self.cfg.cache_size:
                 self._cache.popitem(last=False)
+        self.beat.progress()
         return reply
 
     async def _attempts(self, request: UserRequest, seed: int, t0: float, backend: Backend) -> UserReply:

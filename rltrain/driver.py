@@ -46,6 +46,7 @@ from rltrain.groups import (
     UserGroup,
     dead_actors,
     get,
+    heartbeats,
     shutdown_actors,
     targets,
 )
@@ -184,9 +185,16 @@ class Trainer:
         return [*(self.users.locations if self.users else []), *self.rollouts.locations,
                 *(self.learners.locations if self.learn else [])]
 
+    @property
+    def actors(self) -> dict[str, Any]:
+        """role -> its actor handle, every role the watchdog tracks."""
+        return {RewardGroup.ROLE: self.rewards.actor, **(dict(zip(self.users.roles, self.users.actors)) if self.users else {}),
+                **dict(zip(self.rollouts.roles, self.rollouts.workers)),
+                **(dict(zip(self.learners.roles, self.learners.ranks)) if self.learn else {})}
+
     def _track(self) -> None:
         """Tell the watchdog where every role's process is (again after a restart: a new process)."""
-        self.watchdog.track(targets([self.rewards.location, *self.locations]))
+        self.watchdog.track(targets([self.rewards.location, *self.locations]), lambda: heartbeats(self.actors))
 
     def close(self) -> None:
         self._stack.close()

@@ -21,6 +21,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.accountant import RewardAccountant
+from actors.common import remote_role
 from actors.learner import Learner
 from actors.rollout import NotStarted, RolloutWorker
 from actors.user import UserService
@@ -184,6 +185,24 @@ def locate(actors: Sequence[Any], names: Sequence[str], timeout: float = START_T
     return [Location(name, *where) for name, where in zip(names, found)]
 
 
+HEARTBEAT_TIMEOUT_S = 5.0
+"""Seconds the watchdog waits for the roles' heartbeats (answered on a thread of their own: instantly when alive)."""
+
+
+def heartbeats(actors: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT_S) -> dict[str, dict[str, Any] | None]:
+    """role -> what its actor's heartbeat says (`rltrain.watchdog.Heartbeat.report`), None for one that did not
+    answer within `timeout` (dead, restarting, or its process stuck without releasing the GIL)."""
+    refs = {role: actor.heartbeat.remote() for role, actor in actors.items()}
+    ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+    beats: dict[str, dict[str, Any] | None] = {}
+    for role, ref in refs.items():
+        try:
+            beats[role] = ray.get(ref, timeout=0)
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            beats[role] = None
+    return beats
+
+
 def targets(locations: Sequence[Location]) -> list[Target]:
     """What the watchdog dumps the stacks of: each located actor's process."""
     return [Target(loc.name, loc.node_id, loc.pid) for loc in locations]
@@ -281,7 +300,7 @@ class RolloutGroup:
         rc = self.rc = cfg.rollout
         self.bounds = cfg.watchdog
         placement = placement or Placement(cfg, run_tag, cleanup)
-        remote = ray.remote(RolloutWorker)
+        remote = remote_role(RolloutWorker)
         user_args = (users.actors, cfg.users, users.names) if users is not None else None
         self.names = [f"{run_tag}-rollout-{i}" for i in range(rc.num_workers)]
         self.workers = [
@@ -436,7 +455,7 @@ class LearnerGroup:
         lc = cfg.learner
         self.cfg, self.bounds = cfg, cfg.watchdog
         placement = placement or Placement(cfg, run_tag, cleanup)
-        remote = ray.remote(Learner)
+        remote = remote_role(Learner)
         self.ranks = [
             remote.options(name=f"{run_tag}-learner-{i}", **placement.options("learner", i)).remote(
                 rank=i, world_size=lc.num_learners, model_path=model_path, cfg=lc, algorithm=algorithm,
@@ -503,7 +522,7 @@ class UserGroup:
                  cleanup: ExitStack, placement: Placement | None = None) -> None:
         uc = cfg.users
         placement = placement or Placement(cfg, run_tag, cleanup)
-        remote = ray.remote(UserService)
+        remote = remote_role(UserService)
         self.names = [f"{run_tag}-user-{i}" for i in range(uc.num_actors)]
         self.actors = [
             remote.options(name=name, max_restarts=uc.max_restarts, **placement.options("users", i)).remote(
@@ -511,10 +530,10 @@ class UserGroup:
             for i, name in enumerate(self.names)
         ]
         cleanup.callback(shutdown_actors, self.actors, None)
-        roles = [f"user-{i}" for i in range(uc.num_actors)]
+        self.roles = [f"user-{i}" for i in range(uc.num_actors)]
         self.backends = get([a.start.remote() for a in self.actors], "starting simulated-user actors", cfg.watchdog.start_s,
-                            roles)
-        self.locations = locate(self.actors, roles, cfg.watchdog.start_s)
+                            self.roles)
+        self.locations = locate(self.actors, self.roles, cfg.watchdog.start_s)
         logger.info("simulated-user actors ready: %s", ", ".join(f"{n} ({b})" for n, b in zip(self.names, self.backends)))
 
     def stats(self) -> list[dict[str, int]]:
@@ -525,8 +544,8 @@ class UserGroup:
 def make_accountant(cfg: RunConfig, fn_name: str, run_tag: str) -> Any:
     """The reward accountant actor; Ray restarts it when it dies (`reward.max_restarts`)."""
     rc = cfg.reward
-    return ray.remote(RewardAccountant).options(name=f"{run_tag}-accountant", num_cpus=ACCOUNTANT_CPUS,
-                                                max_restarts=rc.max_restarts).remote(
+    return remote_role(RewardAccountant).options(name=f"{run_tag}-accountant", num_cpus=ACCOUNTANT_CPUS,
+                                                 max_restarts=rc.max_restarts).remote(
         fn_name, rc.kwargs, rc.timeout_s, rc.num_procs)
 
 

@@ -13,6 +13,12 @@ and returns `RunStalled`, which stops the run with exit code 3 and the line
 `rltrain: run stalled in <phase> on <role>: no progress for Ns (stacks in runs/<name>/stall/)`.
 
 `rltrain stacks RUN` writes the same files on demand, from the `roles.json` the driver keeps in the run folder.
+
+Every role also keeps a `Heartbeat` (its own phase and the time of its last progress: an episode played, a
+micro-batch stepped, a trajectory scored, a user reply sent), which the actor answers on a thread of its own
+(`actors.common.Role.heartbeat`), so that it answers while the role's work blocks. When a bound runs out the
+watchdog asks every role for it and writes it into `roles.json`; the log then tells a role that is alive but stuck
+("in update for 31s, last progress 31s ago", "idle": the call never started) from one that does not answer.
 The bounds nest: an env step (`env.step_timeout_s`) < the rollout phase; one verifier call (`reward.timeout_s`)
 < the reward phase; one collective (`learner.collective_timeout_s`) < the update phase.
 
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import functools
+import inspect
 import json
 import logging
 import os
@@ -33,16 +41,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from rltrain.errors import CallTimedOut, ConfigError, RunStalled
 from rltrain.guard import run_guarded
 
 logger = logging.getLogger("rltrain.driver")
 
+F = TypeVar("F", bound=Callable[..., Any])
 ROLES_FILE = "roles.json"
 STALL_DIR = "stall"
 PY_SPY_TIMEOUT_S = 30.0
@@ -57,6 +68,70 @@ class Target:
     role: str
     node_id: str
     pid: int
+
+
+class Heartbeat:
+    """One role's phase and progress, read by its heartbeat thread while the role works (plain attribute reads and
+    writes, which the GIL keeps whole). Phases may overlap (an async worker plays several rollouts at once): the one
+    reported is the latest entered that is still running, else "idle"."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self._running: Counter[str] = Counter()
+        self._order: list[str] = []
+        self.entered = self.progressed = time.time()
+        self.progress_count = 0
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """The role works in `name` for the block's duration."""
+        self._running[name] += 1
+        self._order = [p for p in self._order if p != name] + [name]
+        self.entered = time.time()
+        try:
+            yield
+        finally:
+            self._running[name] -= 1
+            if not self._running[name]:
+                self._order = [p for p in self._order if p != name]
+                self.entered = time.time()
+
+    def progress(self, n: int = 1) -> None:
+        """`n` units of work done (episodes, micro-batches, trajectories, replies)."""
+        self.progress_count += n
+        self.progressed = time.time()
+
+    def report(self) -> dict[str, Any]:
+        now = time.time()
+        return {"role": self.role, "pid": os.getpid(), "phase": self._order[-1] if self._order else "idle",
+                "in_phase_s": round(now - self.entered, 1), "progress": self.progress_count,
+                "since_progress_s": round(now - self.progressed, 1)}
+
+
+def in_phase(name: str) -> Callable[[F], F]:
+    """Decorate a role's method (sync or async) to run in phase `name` of the role's `beat`."""
+    def wrap(method: F) -> F:
+        if inspect.iscoroutinefunction(method):
+            @functools.wraps(method)
+            async def run_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+                with self.beat.phase(name):
+                    return await method(self, *args, **kwargs)
+            return cast(F, run_async)
+
+        @functools.wraps(method)
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with self.beat.phase(name):
+                return method(self, *args, **kwargs)
+        return cast(F, run)
+    return wrap
+
+
+def describe_beat(beat: dict[str, Any] | None) -> str:
+    """One role's heartbeat in words, for the stall report."""
+    if beat is None:
+        return "not answering its heartbeat (its process is gone, or stuck without releasing the GIL)"
+    return (f"alive, {beat['phase']} for {beat['in_phase_s']:.0f}s, last progress {beat['since_progress_s']:.0f}s ago "
+            f"({beat['progress']} units in all)")
 
 
 def enable_stack_signal() -> None:
@@ -135,10 +210,13 @@ class Watchdog:
         self.targets: list[Target] = []
         self.phases: dict[str, str] = {}
         self.phase = "start"
+        self.probe: Callable[[], dict[str, dict[str, Any] | None]] = dict
 
-    def track(self, targets: Sequence[Target]) -> None:
-        """Record the roles' processes (after they start) in `<run>/roles.json`, for `rltrain stacks RUN`."""
+    def track(self, targets: Sequence[Target], probe: Callable[[], dict[str, dict[str, Any] | None]] | None = None) -> None:
+        """Record the roles' processes (after they start) in `<run>/roles.json`, for `rltrain stacks RUN`. `probe`:
+        role -> its heartbeat (`Heartbeat.report`), None for a role that did not answer; asked when a bound runs out."""
         self.targets = list(targets)
+        self.probe = probe or self.probe
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / ROLES_FILE).write_text(json.dumps(self._info(), indent=2))
 
@@ -153,18 +231,29 @@ class Watchdog:
         """Write the stacks of every role into `<run>/stall/` and return the error that stops the run."""
         out = self.run_dir / STALL_DIR
         roles = err.pending or ["(unknown role)"]
+        try:
+            beats = self.probe()
+        except Exception as probe_err:  # the heartbeats explain the stall; their failure must not hide it
+            logger.warning("could not ask the roles for their heartbeats: %s: %s", type(probe_err).__name__, probe_err)
+            beats = {}
         if self.enabled:
             try:
-                write_stacks(out, self.dump(self.targets), {**self._info(), "stalled": roles, "what": err.what,
-                                                            "seconds": err.seconds})
+                info = self._info(beats)
+                write_stacks(out, self.dump(self.targets), {**info, "stalled": roles, "what": err.what, "seconds": err.seconds})
             except Exception as dump_err:  # a failed dump must not hide the stall itself
                 logger.warning("could not write the stacks of the stalled run: %s: %s", type(dump_err).__name__, dump_err)
-        logger.error("%s; every role's stacks are in %s", err, out)
+        said = "; ".join(f"{role}: {describe_beat(beats[role])}" for role in roles if role in beats)
+        logger.error("%s%s; every role's stacks are in %s", err, f" ({said})" if said else "", out)
         return RunStalled(self.phase, ", ".join(roles), err.seconds, str(out))
 
-    def _info(self) -> dict[str, Any]:
-        return {"phase": self.phase, "pid": os.getpid(),
-                "roles": [{**asdict(t), "phase": self.phases.get(t.role, "idle")} for t in self.targets]}
+    def _info(self, beats: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+        """`phase`: what the driver last asked of the role; `heartbeat` (when asked): what the role says it does."""
+        def role(t: Target) -> dict[str, Any]:
+            entry = {**asdict(t), "phase": self.phases.get(t.role, "idle")}
+            if beats is not None and t.role in beats:
+                entry["heartbeat"] = beats[t.role] or "not answering"
+            return entry
+        return {"phase": self.phase, "pid": os.getpid(), "roles": [role(t) for t in self.targets]}
 
 
 def stacks_now(run: Path) -> Path:

@@ -74,6 +74,71 @@ def test_a_stall_writes_every_roles_stacks_and_names_phase_and_role(tmp_path: Pa
         "accountant": "idle", "learner-0": "update", "learner-1": "update"}
 
 
+def test_a_stall_reports_what_each_roles_heartbeat_says(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    beat = watchdog.Heartbeat("learner-1")
+    with beat.phase("update"):
+        beat.progress(3)
+        said = beat.report()
+
+    dog = watchdog.Watchdog(tmp_path / "run", lambda targets: {})
+    dog.track([watchdog.Target("learner-0", "n" * 56, 12), watchdog.Target("learner-1", "n" * 56, 13)],
+              probe=lambda: {"learner-0": None, "learner-1": said})
+    with caplog.at_level("ERROR", logger="rltrain.driver"):
+        dog.stalled(CallTimedOut("learner update", 30.0, ["learner-1", "learner-0"]))
+    roles = {r["role"]: r for r in json.loads((tmp_path / "run" / "stall" / "roles.json").read_text())["roles"]}
+    assert roles["learner-1"]["heartbeat"] == said and roles["learner-0"]["heartbeat"] == "not answering"
+    line = caplog.records[-1].getMessage()
+    assert "learner-1: alive, update for 0s, last progress 0s ago (3 units in all)" in line, line
+    assert "learner-0: not answering its heartbeat" in line, line
+
+    def broken_probe() -> dict:
+        raise RuntimeError("ray is gone")
+
+    dog.track(dog.targets, probe=broken_probe)  # a failed probe must not hide the stall
+    assert isinstance(dog.stalled(CallTimedOut("learner update", 30.0, ["learner-1"])), RunStalled)
+
+
+def test_heartbeat_phases_overlap_and_progress_is_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(watchdog.time, "time", lambda: now[0])
+    beat = watchdog.Heartbeat("rollout-0")
+    assert beat.report()["phase"] == "idle"
+    with beat.phase("rollout"):
+        now[0] += 5
+        beat.progress()
+        with beat.phase("sync"):  # an async worker loads weights while a rollout still runs
+            now[0] += 2
+            assert beat.report() | {"pid": 0} == {"role": "rollout-0", "pid": 0, "phase": "sync", "in_phase_s": 2.0,
+                                                 "progress": 1, "since_progress_s": 2.0}
+        assert beat.report()["phase"] == "rollout"
+        with beat.phase("rollout"):  # a second rollout call at once: the phase lasts until both end
+            pass
+        assert beat.report()["phase"] == "rollout"
+    now[0] += 4
+    assert (beat.report()["phase"], beat.report()["in_phase_s"], beat.report()["since_progress_s"]) == ("idle", 4.0, 6.0)
+
+
+def test_in_phase_wraps_sync_and_async_methods() -> None:
+    import asyncio
+
+    class Role:
+        def __init__(self) -> None:
+            self.beat = watchdog.Heartbeat("r")
+
+        @watchdog.in_phase("update")
+        def update(self, x: int) -> str:
+            return f"{self.beat.report()['phase']} {x}"
+
+        @watchdog.in_phase("rollout")
+        async def rollout(self, x: int) -> str:
+            await asyncio.sleep(0)
+            return f"{self.beat.report()['phase']} {x}"
+
+    role = Role()
+    assert role.update(1) == "update 1" and asyncio.run(role.rollout(2)) == "rollout 2"
+    assert role.beat.report()["phase"] == "idle" and role.update.__name__ == "update"
+
+
 def test_stacks_of_a_run_that_is_not_running(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="roles.json does not exist"):
         watchdog.stacks_now(tmp_path)

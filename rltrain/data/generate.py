@@ -29,27 +29,34 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rltrain.console import progress
 from rltrain.envs.judge_parsing import JudgeError, ask_strict
 from rltrain.users import USER_RULES, UserRequest, UserSim, UserSimError, parse_json_reply
 
 STAGES = ("format", "execution", "committee", "interplay")
+PROPOSE_TOKENS = 384
+"""A proposer's reply budget: a blueprint with its facts and actions is about 150-300 tokens of JSON."""
+REPLY_CHARS = 2000
+"""How much of an unreadable proposal `blueprints.jsonl` keeps."""
 SOURCES = {"rules": "oracle", "vllm": "llm", "openai": "llm"}
 
-PROPOSE_SYSTEM = """You write ONE task blueprint for a CRM support agent, as JSON only:
-{{"type": "{type}", "prompt": "<the customer's or analyst's first message>",
-  "facts": {{"<name>": "<value the customer reveals when asked>", ...}},
-  "actions": [["<tool name>", {{<arguments>}}], ...],
-  "answer": "<the expected final answer, or null>"}}
+PROPOSE_SYSTEM = """You write ONE task blueprint for a CRM support agent, as JSON only, with these keys:
+"type" ("{type}"), "prompt" (the customer's or analyst's first message), "facts" (what the customer reveals when
+asked, name -> value), "actions" (the state-changing tool calls the agent must make, as [tool name, arguments]
+pairs; [] for a question) and "answer" (the expected final answer, or null).
 Tools: {tools}
 {policy}
-Data you may use:
+An example blueprint of this type, from ANOTHER company's data (do not copy its names, ids or values):
+{example}
+Your blueprint must use this company's data instead:
 {rows}
 {feedback}"""
 REVIEW_SYSTEM = """You review a CRM task blueprint. Pass it only if the customer's facts are enough for the agent to
@@ -78,17 +85,27 @@ class CRMBlueprints:
         """What the proposer of `slot` sees: task type, org (a TRAIN org: generated data never uses test DBs)."""
         rng = random.Random(f"generate-{seed}-{slot}")
         task_type = self.tasks.TASK_TYPES[slot % len(self.tasks.TASK_TYPES)]
-        return {"slot": slot, "type": task_type, "org": rng.choice(self.tasks.TRAIN_ORGS), "seed": seed,
-                "rows": self.sample_rows(task_type, rng.choice(self.tasks.TRAIN_ORGS))}
+        org, other = rng.sample(self.tasks.TRAIN_ORGS, 2)  # the rows shown are the org the blueprint runs against
+        return {"slot": slot, "type": task_type, "org": org, "seed": seed, "rows": self.sample_rows(task_type, org),
+                "example": self.example(task_type, other, rng)}
+
+    def example(self, task_type: str, org: int, rng: random.Random) -> str:
+        """A real blueprint of `task_type` on another org, as the proposer is asked to write one (a placeholder
+        schema alone is copied verbatim by small models: 11 of 12 Qwen2.5-Coder-0.5B proposals did)."""
+        while (task := self.tasks.make_task(task_type, org, rng.choice(self.tasks.TRAIN_TEMPLATES), rng)) is None:
+            pass
+        return json.dumps({"type": task_type, "prompt": task["prompt"],
+                           "facts": {name: fact["value"] for name, fact in task["facts"].items()},
+                           "actions": task["expected"]["actions"], "answer": task["expected"]["answer"]})
 
     def sample_rows(self, task_type: str, org: int) -> str:
         from rltrain.envs.crm.db import build_org
 
         table = {"query": "orders", "text": "knowledge_articles", "workflow": "cases", "policy": "orders",
                  "confidentiality": "contacts"}[self.tasks.SKILLS[task_type]]
-        conn = build_org(org)
-        rows = conn.execute(f"SELECT * FROM {table} LIMIT 4").fetchall()
-        return f"{table}: " + "; ".join(json.dumps(list(r)) for r in rows)
+        cursor = build_org(org).execute(f"SELECT * FROM {table} LIMIT 4")
+        columns = ", ".join(c[0] for c in cursor.description)
+        return f"{table} ({columns}): " + "; ".join(json.dumps(list(r)) for r in cursor.fetchall())
 
     def complete(self, raw: dict[str, Any], ctx: dict[str, Any], source: str, attempt: int) -> dict[str, Any]:
         """A proposal -> a full task (the fields the proposer does not write get their defaults)."""
@@ -121,6 +138,15 @@ class CRMBlueprints:
         from rltrain.envs.crm.policy import POLICY_VERSION
 
         return POLICY_VERSION
+
+    @staticmethod
+    def copy_errors(task: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+        """A blueprint that repeats the prompt's example (same message, actions and answer) is not new data, even
+        where the other org's answer happens to hold here too (the knowledge base is shared)."""
+        example = json.loads(ctx["example"])
+        same = (task["prompt"].strip() == example["prompt"] and task["expected"]["actions"] == example["actions"]
+                and task["expected"]["answer"] == example["answer"])
+        return ["copies the example: write a blueprint from this company's rows"] if same else []
 
     def format_errors(self, task: dict[str, Any]) -> list[str]:
         from rltrain.tools.execution import schema_error
@@ -331,13 +357,16 @@ async def generate(user: UserSim, source: str, slots: int, *, env: str = "crm", 
     adapter = ADAPTERS[env]()
     report, kept_rows, records = Report(source, agent, slots), [], []
     t0 = time.perf_counter()
+    bar = progress(slots, f"generate ({source} source)", "slot")
     for slot in range(slots):
         ctx = adapter.context(slot, seed)
         feedback: list[str] = []
         for attempt in range(attempts):
             report.proposals += 1
-            task, verdict = await _blueprint(adapter, user, ctx, attempt, feedback, source, reviewers, report)
-            records.append({"slot": slot, "attempt": attempt, "verdict": verdict, "task": task})
+            task, verdict, reply = await _blueprint(adapter, user, ctx, attempt, feedback, source, reviewers, report)
+            # the proposer's own words where its reply could not be read: what a prompt or model change must fix
+            records.append({"slot": slot, "attempt": attempt, "verdict": verdict, "task": task,
+                            **({"reply": reply[:REPLY_CHARS]} if task is None or verdict.startswith("format") else {})})
             if verdict != "accepted":
                 feedback.append(verdict)
                 continue
@@ -362,6 +391,9 @@ async def generate(user: UserSim, source: str, slots: int, *, env: str = "crm", 
                 stage.reasons[reason] += 1
                 records[-1]["verdict"] = f"interplay: {reason}"
             break  # phase 2 has no retry: APIGen-MT's feedback loop is phase 1's
+        bar.set_postfix(kept=report.kept, proposals=report.proposals, refresh=False)
+        bar.update()
+    bar.close()
     report.seconds = time.perf_counter() - t0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -384,34 +416,35 @@ def replay_check(path: Path, env: str = "crm") -> int:
 
 
 async def _blueprint(adapter: CRMBlueprints, user: UserSim, ctx: dict[str, Any], attempt: int, feedback: list[str],
-                     source: str, reviewers: int, report: Report) -> tuple[dict[str, Any] | None, str]:
-    """Propose and validate one blueprint: (task or None, "accepted" or the reason it failed)."""
+                     source: str, reviewers: int, report: Report) -> tuple[dict[str, Any] | None, str, str]:
+    """Propose and validate one blueprint: (task or None, "accepted" or the reason it failed, the proposer's reply)."""
     from rltrain.envs.crm.policy import POLICY_TEXT
 
     tools = ", ".join(f"{n}({', '.join(c.parameters['properties'])})" for n, c in adapter.tool_classes.items())
     note = ("Earlier attempts failed: " + " | ".join(feedback[-3:])) if feedback else ""
-    request = UserRequest(hat="judge", rule="crm.propose", max_tokens=384, temperature=0.7 if attempt else 0.0,
+    request = UserRequest(hat="judge", rule="crm.propose", max_tokens=PROPOSE_TOKENS, temperature=0.7 if attempt else 0.0,
                           system=PROPOSE_SYSTEM.format(type=ctx["type"], tools=tools, policy=POLICY_TEXT, rows=ctx["rows"],
-                                                       feedback=note),
+                                                       example=ctx["example"], feedback=note),
                           messages=({"role": "user", "content": f"Write the {ctx['type']} blueprint."},),
                           context={**ctx, "attempt": attempt, "feedback": list(feedback)},
                           episode=f"generate/{ctx['seed']}/{ctx['slot']}", call=attempt)
-    raw = parse_json_reply((await user.respond(request)).text)
+    reply = (await user.respond(request)).text
+    raw = parse_json_reply(reply)
     fmt = report.stages["format"]
     fmt.entered += 1
     if raw is None:
         fmt.reasons["no JSON object"] += 1
-        return None, "format: the reply holds no JSON object"
+        return None, "format: the reply holds no JSON object", reply
     task = adapter.complete(raw, ctx, source, attempt)
-    if errors := adapter.format_errors(task):
+    if errors := adapter.format_errors(task) or adapter.copy_errors(task, ctx):
         fmt.reasons[errors[0].split(":")[0][:60]] += 1
-        return task, f"format: {'; '.join(errors)}"
+        return task, f"format: {'; '.join(errors)}", reply
     fmt.passed += 1
     exe = report.stages["execution"]
     exe.entered += 1
     if errors := adapter.execution_errors(task):
         exe.reasons[errors[0].split(":")[0][:60]] += 1
-        return task, f"execution: {'; '.join(errors)}"
+        return task, f"execution: {'; '.join(errors)}", reply
     exe.passed += 1
     com = report.stages["committee"]
     com.entered += 1
@@ -434,9 +467,9 @@ async def _blueprint(adapter: CRMBlueprints, user: UserSim, ctx: dict[str, Any],
     if not votes or sum(v for v, _ in votes) * 2 <= len(votes):
         reason = next((r for v, r in votes if not v), "no reviewer replied with a verdict")
         com.reasons[reason[:60]] += 1
-        return task, "committee: " + ("; ".join(r for v, r in votes if not v) or reason)
+        return task, "committee: " + ("; ".join(r for v, r in votes if not v) or reason), reply
     com.passed += 1
-    return task, "accepted"
+    return task, "accepted", reply
 
 
 # -- the command -------------------------------------------------------------------------------------------------
@@ -475,6 +508,12 @@ def _generate_cmd(args: argparse.Namespace) -> int:
     if cfg.env.name not in ADAPTERS:
         raise SystemExit(f"env.name={cfg.env.name!r} has no state check for data generation; supported: {sorted(ADAPTERS)}")
     source = SOURCES[cfg.users.backend]
+    cap = cfg.users.max_tokens
+    if source == "llm" and cap is not None and cap < PROPOSE_TOKENS:
+        # a training config caps the customer's replies; a blueprint cut there is never valid JSON
+        print(f"rltrain data generate: users.max_tokens={cap} would cut every blueprint short; using "
+              f"{PROPOSE_TOKENS} for this command", file=sys.stderr)
+        cfg = replace(cfg, users=replace(cfg.users, max_tokens=PROPOSE_TOKENS))
     report, _ = asyncio.run(_run(cfg, args, source))
     print(report.table())
     print(f"wrote {args.out}/trajectories.jsonl, blueprints.jsonl, yield.json")

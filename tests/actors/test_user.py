@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from actors.common import remote_role
 from actors.user import Secret, UserClient, UserService, call_seed, pick_persona
 from rltrain.config.users import UsersConfig
 from rltrain.users import USER_RULES, UserReply, UserRequest, UserSimError, user_metrics
@@ -109,7 +110,7 @@ def start(cluster: None) -> Iterator[Any]:
 
     def _start(num_actors: int = 1, seed: int = 0, **overrides: Any) -> tuple[list[Any], UserClient]:
         cfg = UsersConfig(**{"timeout_s": 5.0, "backoff_s": 0.05, **overrides})
-        remote = ray.remote(UserService).options(num_cpus=0, max_restarts=1)
+        remote = remote_role(UserService).options(num_cpus=0, max_restarts=1)
         handles = [remote.remote(i, cfg, seed, None, (THIS,)) for i in range(num_actors)]
         actors.extend(handles)
         ray.get([h.start.remote() for h in handles])
@@ -348,7 +349,7 @@ def test_local_model_backend_counts_tokens(cluster: None, tiny_model: Path) -> N
     from transformers import AutoTokenizer
 
     cfg = UsersConfig(backend="vllm", engine="transformers", dtype="float32", max_tokens=5, threads=1)
-    actor = ray.remote(UserService).options(num_cpus=0).remote(0, cfg, 0, str(tiny_model))
+    actor = remote_role(UserService).options(num_cpus=0).remote(0, cfg, 0, str(tiny_model))
     try:
         assert ray.get(actor.start.remote(), timeout=300) == f"vllm:{Path(cfg.model or 'smollm2-135m-instruct').name}"
         request = UserRequest(hat="user", system="You are Bob.", messages=({"role": "user", "content": "Hello?"},), episode="e#0")

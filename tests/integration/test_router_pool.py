@@ -48,6 +48,7 @@ def test_killed_pool_engine_costs_nothing_and_the_router_goes_on(cluster: None, 
     import ray
     from transformers import AutoTokenizer
 
+    from actors.common import remote_role
     from actors.user import UserClient, UserService
     from rltrain.agent import ChatRenderer, run_episode
     from rltrain.config.users import PoolModel, UsersConfig
@@ -63,7 +64,7 @@ def test_killed_pool_engine_costs_nothing_and_the_router_goes_on(cluster: None, 
     cfg = UsersConfig(backend="rules", engine="transformers", dtype="float32", timeout_s=20, retries=0, backoff_s=0.1, cache_size=0,
                       api_key_env=KEY_ENV, pool=(PoolModel(A, model=str(tiny_model)),
                                                  PoolModel(B, backend="openai", base_url=server_b.url)))
-    actor = ray.remote(UserService).options(num_cpus=0).remote(0, cfg, 0)
+    actor = remote_role(UserService).options(num_cpus=0).remote(0, cfg, 0)
     try:
         ray.get(actor.start.remote(pool=True), timeout=300)
         client = UserClient([actor], cfg)

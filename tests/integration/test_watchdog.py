@@ -8,6 +8,7 @@ is: learner (step 3's update), accountant (step 4's scoring), rollout engine (st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -34,8 +35,9 @@ STACK_SLACK_S = 90.0
 """Time the stall report may add to a bound: py-spy attaches to every role's process and its subprocesses."""
 
 
-def expect_stall(trainer: Trainer, step: int, phase: str, role: str, bound: float) -> tuple[RunStalled, str]:
-    """Run `step`, which must stall in `phase` on `role` within `bound`; returns the error and the role's stacks."""
+def expect_stall(trainer: Trainer, step: int, phase: str, role: str, bound: float, doing: str) -> tuple[RunStalled, str]:
+    """Run `step`, which must stall in `phase` on `role` within `bound`, with `role`'s heartbeat answering that it is
+    alive and `doing` that phase; returns the error and the role's stacks."""
     stall_dir = trainer.run_dir / "stall"
     shutil.rmtree(stall_dir, ignore_errors=True)
     t0 = time.monotonic()
@@ -49,6 +51,9 @@ def expect_stall(trainer: Trainer, step: int, phase: str, role: str, bound: floa
                             f"(stacks in {stall_dir}/)")
     written = {p.stem for p in stall_dir.glob("*.txt")}
     assert written == {"accountant", "rollout-0", "learner-0", "learner-1"}, written
+    beats = {r["role"]: r["heartbeat"] for r in json.loads((stall_dir / "roles.json").read_text())["roles"]}
+    assert set(beats) == written and all(isinstance(b, dict) for b in beats.values()), beats  # every role answers
+    assert beats[role]["phase"] == doing and beats[role]["since_progress_s"] >= stalled.seconds - 1, beats
     stacks = (stall_dir / f"{role}.txt").read_text()
     assert "Thread" in stacks, stacks[:2000]  # py-spy's (or faulthandler's) per-thread stacks
     print(f"\n{stalled} after {elapsed:.1f}s (bound {bound:g}s)")
@@ -95,7 +100,8 @@ def test_each_role_that_stops_answering_is_named_with_its_stacks(
         trainer.learners.ranks[1].__ray_call__.remote(blocked_rank)
         # rank 0's own collective timeout ends it (not the update phase's 30 s), and only the blocked rank is named:
         # DeepSpeed's groups from new_group() must get learner.collective_timeout_s too, not torch's 30-minute default
-        stalled, stacks = expect_stall(trainer, 3, "update", "learner-1", cfg.watchdog.update_s)
+        # its heartbeat says "idle": the update call waits behind the blocked one and never started
+        stalled, stacks = expect_stall(trainer, 3, "update", "learner-1", cfg.watchdog.update_s, "idle")
         assert stalled.role == "learner-1" and stalled.seconds < cfg.watchdog.update_s, str(stalled)
         assert "blocked_rank" in stacks  # py-spy shows where it is stuck
 
@@ -113,7 +119,7 @@ def test_each_role_that_stops_answering_is_named_with_its_stacks(
             accountant._pool, accountant.timeout_s = NeverDone(), 1e9
 
         ray.get(trainer.rewards.actor.__ray_call__.remote(stuck_verifier), timeout=60)
-        _, stacks = expect_stall(trainer, 4, "reward", "accountant", cfg.watchdog.reward_s)
+        _, stacks = expect_stall(trainer, 4, "reward", "accountant", cfg.watchdog.reward_s, "reward")
         assert "score" in stacks
 
         # a rollout engine that stops answering (the worker's event loop still runs: its ping answers)
@@ -126,7 +132,7 @@ def test_each_role_that_stops_answering_is_named_with_its_stacks(
             worker.engine.generate = generate
 
         ray.get(trainer.rollouts.workers[0].__ray_call__.remote(silent_engine), timeout=60)
-        expect_stall(trainer, 5, "rollout", "rollout-0", cfg.watchdog.rollout_s)
+        expect_stall(trainer, 5, "rollout", "rollout-0", cfg.watchdog.rollout_s, "rollout")
     finally:
         for actor in actors:  # hung on purpose: their shutdown would only wait out its own timeout
             ray.kill(actor)

@@ -5,7 +5,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from rltrain.data.generate import SPOIL_KINDS, STAGES, generate, replay_check
+from rltrain.data.generate import SPOIL_KINDS, STAGES, CRMBlueprints, generate, replay_check
 from rltrain.envs.crm.tasks import TASK_TYPES
 
 from ..conftest import RulesUser, ScriptedUser
@@ -38,6 +38,12 @@ def test_unusable_proposals_and_reviews_are_rejected_where_they_fail(tmp_path: P
     report, rows = asyncio.run(generate(user, "llm", 1, attempts=2, out=tmp_path))
     assert report.stages["format"].entered == 2 and report.stages["format"].passed == 0 and not rows
     assert report.stages["execution"].entered == 0 and report.replayed_ok == 0
+    unreadable = json.loads((tmp_path / "blueprints.jsonl").read_text().splitlines()[0])
+    assert unreadable["reply"] == "I think a good task would be a refund."  # the proposer's words, to see why
+    # a proposer that repeats the prompt's worked example (another org's blueprint) adds no data: rejected by name
+    example = CRMBlueprints().context(0, 0)["example"]
+    report, rows = asyncio.run(generate(ScriptedUser(example, rules={"crm.propose"}), "llm", 1, attempts=1))
+    assert report.stages["format"].reasons == {"copies the example": 1} and not rows
     # a committee that never answers with a verdict (each reviewer asked 3 times) abstains: the blueprint is rejected,
     # and the malformed reviews are counted apart from "fail" votes (issue 17's strict parsing)
     user = ScriptedUser(*["no opinion"] * 9, rules={"crm.review"})
@@ -62,3 +68,22 @@ def test_malformed_llm_fields_are_rejected_not_crashing() -> None:
     report, rows = asyncio.run(generate(ScriptedUser(*weird, rules={"crm.propose"}), "llm", 3, attempts=1))
     assert report.proposals == 3 and report.stages["format"].passed == 2 and report.stages["interplay"].entered == 2
     assert not rows  # the scripted agent cannot finish either task with these facts: nothing unverified is kept
+
+
+def test_llm_source_lifts_a_reply_cap_that_would_cut_every_blueprint(monkeypatch, capsys) -> None:
+    import argparse
+
+    from rltrain.data import generate as gen
+
+    seen = []
+
+    async def run(cfg, _args, source):
+        seen.append((cfg.users.max_tokens, source))
+        return gen.Report(source, "oracle", 0), []
+
+    monkeypatch.setattr(gen, "_run", run)
+    args = argparse.Namespace(config="launch/configs/crm.yaml", slots=0, out="unused")
+    for backend, expected in (("vllm", (gen.PROPOSE_TOKENS, "llm")), ("rules", (96, "oracle"))):
+        args.overrides = [f"users.backend={backend}"]  # crm.yaml caps the customer's replies at 96 tokens
+        assert gen._generate_cmd(args) == 0 and seen[-1] == expected
+    assert f"users.max_tokens=96 would cut every blueprint short; using {gen.PROPOSE_TOKENS}" in capsys.readouterr().err
