@@ -299,8 +299,8 @@ class Stage:
     reasons: Counter = field(default_factory=Counter)
 
     def row(self, name: str) -> dict[str, Any]:
-        rate = self.passed / self.entered if self.entered else float("nan")
-        return {"stage": name, "entered": self.entered, "passed": self.passed, "yield": round(rate, 4),
+        rate = round(self.passed / self.entered, 4) if self.entered else None  # null, not NaN: strict JSON readers
+        return {"stage": name, "entered": self.entered, "passed": self.passed, "yield": rate,
                 "top_reasons": dict(self.reasons.most_common(3))}
 
 

@@ -5,6 +5,8 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from rltrain.data.generate import SPOIL_KINDS, STAGES, CRMBlueprints, generate, replay_check
 from rltrain.envs.crm.tasks import TASK_TYPES
 
@@ -38,6 +40,8 @@ def test_unusable_proposals_and_reviews_are_rejected_where_they_fail(tmp_path: P
     report, rows = asyncio.run(generate(user, "llm", 1, attempts=2, out=tmp_path))
     assert report.stages["format"].entered == 2 and report.stages["format"].passed == 0 and not rows
     assert report.stages["execution"].entered == 0 and report.replayed_ok == 0
+    summary = json.loads((tmp_path / "yield.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in yield.json"))
+    assert summary["stages"][1]["yield"] is None  # a stage nothing entered: null, which every JSON reader accepts
     unreadable = json.loads((tmp_path / "blueprints.jsonl").read_text().splitlines()[0])
     assert unreadable["reply"] == "I think a good task would be a refund."  # the proposer's words, to see why
     # a proposer that repeats the prompt's worked example (another org's blueprint) adds no data: rejected by name
