@@ -27,7 +27,10 @@ from contextlib import ExitStack
 
 from bench import common
 
-PROMPTS, TOKENS, REPEATS, SEED, MAX_MODEL_LEN, TURNS, TURN_TOKENS = 32, 32, 3, 0, 512, 4, 64
+PROMPTS, TOKENS, REPEATS, SEED, TURNS, TURN_TOKENS = 32, 32, 3, 0, 4, 64
+MAX_MODEL_LEN = 1024
+"""Every engine's, single- and multi-turn: the raw engine replays the multi-turn worker's turns, whose FunctionGym
+prompts (tool schemas, four turns) pass 512 tokens. It only bounds lengths; the single-turn work is far below it."""
 
 
 def make_batch(model_path: str) -> tuple[list, list[list[int]], int]:
@@ -153,7 +156,7 @@ class MultiTurnWorker(Worker):
         from rltrain.config import load_config
         from rltrain.groups import RolloutGroup
 
-        cfg = load_config(None, [f"model.name={model_path}", "model.max_model_len=1024", "rollout.engine=vllm",
+        cfg = load_config(None, [f"model.name={model_path}", f"model.max_model_len={MAX_MODEL_LEN}", "rollout.engine=vllm",
                                  "rollout.num_workers=1", "rollout.threads=2", f"rollout.max_new_tokens={TURN_TOKENS}",
                                  f"rollout.seed={SEED}", "ray.dashboard=false", "env.name=function_gym",
                                  f"env.max_turns={TURNS}", "env.plain_text_as_action=true"])

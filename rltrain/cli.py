@@ -92,7 +92,7 @@ examples:
   rltrain bench grpo_vs_trl            rltrain against TRL GRPOTrainer on the quickstart's work (needs .[bench])
   rltrain bench rollout                raw vLLM/transformers generation vs the same batch through a rollout worker
   rltrain bench sync --models smollm2  weight sync learner -> rollout workers vs an in-memory copy
-  rltrain bench all                    everything, about 30 minutes on 2 CPU cores; records bench/results/all.json
+  rltrain bench all                    everything, 30-47 minutes on 2 CPU cores; records bench/results/all.json
   rltrain bench report                 regenerate bench/README.md's results tables from bench/results/*.json
                                        (every successful benchmark run does this at its end; --check: change nothing)
 """
