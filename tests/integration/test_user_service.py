@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from actors.common import remote_role
 from actors.user import UserClient, UserService
 from rltrain.config.users import UsersConfig
 from rltrain.engines.base import RolloutEngine, Sampling
@@ -81,7 +82,7 @@ def play(actors: list[Any], cfg: UsersConfig, model_path: str, worker: int, epis
 def start_users(n: int, cfg: UsersConfig) -> list[Any]:
     import ray
 
-    remote = ray.remote(SlowUserService).options(num_cpus=0, max_restarts=cfg.max_restarts)
+    remote = remote_role(SlowUserService).options(num_cpus=0, max_restarts=cfg.max_restarts)
     actors = [remote.remote(i, cfg, 0, None, RULES) for i in range(n)]
     ray.get([a.start.remote() for a in actors])
     return actors
