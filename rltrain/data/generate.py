@@ -92,8 +92,7 @@ class CRMBlueprints:
     def example(self, task_type: str, org: int, rng: random.Random) -> str:
         """A real blueprint of `task_type` on another org, as the proposer is asked to write one (a placeholder
         schema alone is copied verbatim by small models: 11 of 12 Qwen2.5-Coder-0.5B proposals did)."""
-        while (task := self.tasks.make_task(task_type, org, rng.choice(self.tasks.TRAIN_TEMPLATES), rng)) is None:
-            pass
+        task = self.tasks.draw_train_task(task_type, org, rng)
         return json.dumps({"type": task_type, "prompt": task["prompt"],
                            "facts": {name: fact["value"] for name, fact in task["facts"].items()},
                            "actions": task["expected"]["actions"], "answer": task["expected"]["answer"]})
@@ -226,8 +225,7 @@ def propose_rule(request: UserRequest) -> str:
 
     ctx = request.context
     rng = random.Random(f"oracle-{ctx['seed']}-{ctx['slot']}")
-    while (task := tasks.make_task(ctx["type"], ctx["org"], rng.choice(tasks.TRAIN_TEMPLATES), rng)) is None:
-        pass
+    task = tasks.draw_train_task(ctx["type"], ctx["org"], rng)
     raw = {"type": task["type"], "prompt": task["prompt"], "instruction": task["instruction"], "facts": task["facts"],
            "actions": task["expected"]["actions"], "answer": task["expected"]["answer"],
            "secrets": task["expected"]["secrets"], "declines": task["expected"]["declines"], "persona": task["persona"]}

@@ -225,6 +225,13 @@ def make_task(task_type: str, org: int, template: int, rng: random.Random) -> di
     }
 
 
+def draw_train_task(task_type: str, org: int, rng: random.Random) -> dict[str, Any]:
+    """One train-template task of `task_type` on `org`, drawn again until the instance has a single right answer."""
+    while (task := make_task(task_type, org, rng.choice(TRAIN_TEMPLATES), rng)) is None:
+        pass
+    return task
+
+
 def sample_tasks(split: str, count: int, seed: int, types: tuple[str, ...] = TASK_TYPES) -> list[dict[str, Any]]:
     """`count` distinct tasks of `split` ("train"/"test"), types in turn, deterministic in `seed`."""
     orgs, templates = (TRAIN_ORGS, TRAIN_TEMPLATES) if split == "train" else (TEST_ORGS, TEST_TEMPLATES)
