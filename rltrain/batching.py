@@ -36,16 +36,24 @@ def pad_trajectories(trajectories: list[Trajectory], token_advantages: list[list
     return TrainBatch(input_ids, attention_mask, loss_mask, advantages * loss_mask, rollout_logprobs * loss_mask, rewards, groups)
 
 
+FILLER_TOKENS = 2
+"""Real tokens in a filler row: enough for one predicted position, so that every log-prob path (the fused head
+selects real targets only) sees a non-empty row."""
+
+
 def fill_to(batch: TrainBatch, size: int) -> TrainBatch:
-    """Grow a batch to `size` rows with fully masked copies of its first row.
+    """Grow a batch to `size` rows with fully masked filler rows: the first `FILLER_TOKENS` tokens of row 0.
 
     Failed trajectories are dropped before batching; the filler rows keep the configured batch arithmetic
-    (ranks x micro-batches) intact and contribute nothing to the loss.
+    (ranks x micro-batches) intact and contribute nothing to the loss. They are short, so a micro-batch made only
+    of fillers is trimmed (`TrainBatch.select`) to a couple of positions instead of costing a copy of row 0 (for
+    a packed batch, a whole packed row).
     """
     missing = size - len(batch)
     if missing <= 0:
         return batch
     filler = batch.select(torch.zeros(missing, dtype=torch.long))
+    keep = min(FILLER_TOKENS, filler.input_ids.shape[1])
     masked = {"loss_mask", "advantages", "rollout_logprobs", "sequence_rewards", "answer_mask"}
     fields = {}
     for f in dataclasses.fields(TrainBatch):
@@ -53,8 +61,13 @@ def fill_to(batch: TrainBatch, size: int) -> TrainBatch:
         if a is None:
             fields[f.name] = None
             continue
-        if f.name in masked:  # filler rows keep real tokens (a well-defined forward pass) but no signal
+        if f.name in masked:
             b = torch.zeros_like(b)
+        elif f.name == "attention_mask":
+            b = torch.zeros_like(b)
+            b[:, :keep] = 1
+        elif f.name == "position_ids":  # one segment, as `pack` gives a row's padding
+            b = torch.arange(b.shape[1]).expand_as(b).clone()
         if a.dim() == 2:
             width = max(a.shape[1], b.shape[1])
             a, b = _pad_cols(a, width), _pad_cols(b, width)

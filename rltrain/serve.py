@@ -7,6 +7,11 @@ transformers):
   usage chunk when `stream_options.include_usage`). The engine generates whole turns, so a stream carries the reply
   in one content chunk.
 - `GET /v1/models`: the served model.
+- Test-time adaptation (`--adapt`, docs/adaptation.md): a request that names `"session": "<id>"` (OpenAI clients:
+  `extra_body={"session": ...}`) adapts that session's vector δ on its prompt before decoding with it, and the reply
+  carries `session` (δ's norm, Adam steps, prefills, last loss). `GET /v1/sessions/<id>` shows a session and
+  `DELETE /v1/sessions/<id>` resets it (δ = 0, Adam zeroed; do it at each episode start). Requests without a
+  session are decoded with the base weights, bitwise. Sessions expire after an hour unused.
 - Router checkpoints (the run's config says `env.name: router`): each request runs the routing loop of training
   (`rltrain.envs.router`, up to 3 turns, pool models served by the LLM service in-process, `users.pool`) on the
   LAST user message, and the reply carries `router_metadata` (models called, tokens, USD, call history) as in
@@ -33,6 +38,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from rltrain.adapt.vector import AdaptConfig
+
 logger = logging.getLogger(__name__)
 
 EXAMPLES = """\
@@ -41,6 +48,8 @@ examples:
       The trained router on http://127.0.0.1:8000/v1 (OpenAI clients: base_url=http://127.0.0.1:8000/v1).
   rltrain serve runs/quickstart/final --port 8001 --engine transformers
       A plain policy: chat completions with usage and streaming.
+  rltrain serve smollm2-135m-instruct --adapt --adapt-lr 0.1 --adapt-steps 1
+      Per-session adaptation vectors: requests with {"session": "ep-1", ...} adapt δ for that session.
   curl -s 127.0.0.1:8000/v1/chat/completions -d '{"messages": [{"role": "user", "content": "What is 3+4?"}]}'
 """
 
@@ -70,10 +79,13 @@ def resolve_target(target: str) -> tuple[Path, Path | None]:
 
 
 class ChatServer:
-    """The endpoint's state: engine, tokenizer, and for routers the env, the LLM service and the cost ledger."""
+    """The endpoint's state: engine, tokenizer, and for routers the env, the LLM service and the cost ledger.
+
+    `sessions`: requests may name an adaptation session (the engine was built with δ sessions, `--adapt`).
+    """
 
     def __init__(self, model_path: Path, model_id: str, engine: Any, cfg: Any | None = None, max_model_len: int = 4096,
-                 run_dir: Path | None = None) -> None:
+                 run_dir: Path | None = None, sessions: bool = False) -> None:
         from transformers import AutoTokenizer
 
         from rltrain.agent import ChatRenderer
@@ -82,6 +94,7 @@ class ChatServer:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.renderer = ChatRenderer(self.tokenizer)
         self.max_model_len = max_model_len
+        self.sessions = sessions
         self.router = cfg is not None and cfg.env.name == "router"
         self.ledger: Any = None
         self.service: Any = None
@@ -119,10 +132,11 @@ class ChatServer:
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         temperature = float(body.get("temperature", 0.0) if body.get("temperature") is not None else 0.0)
         top_p = float(body.get("top_p") or 1.0)
+        session = self._session_of(body)
         if self.router:
             text, usage, metadata = await self._route(messages, max_tokens, temperature)
         else:
-            text, usage, finish = await self._generate(messages, max_tokens, temperature, top_p)
+            text, usage, finish = await self._generate(messages, max_tokens, temperature, top_p, session)
             metadata = None
         reply = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                  "model": self.model_id,
@@ -131,10 +145,26 @@ class ChatServer:
                  "usage": usage}
         if metadata is not None:
             reply["router_metadata"] = metadata
+        if session is not None:
+            reply["session"] = {"id": session, **(await self.engine.session_summary(session) or {})}
         return reply
 
+    def _session_of(self, body: dict[str, Any]) -> str | None:
+        """The request's adaptation session id, checked against what this server can do."""
+        session = body.get("session")
+        if session is None:
+            return None
+        if not isinstance(session, str) or not session:
+            raise ValueError(f"'session' must be a non-empty string (one id per episode), got {session!r}")
+        if self.router:
+            raise ValueError("'session' adapts a policy's δ; a router endpoint does not adapt: drop 'session'")
+        if not self.sessions:
+            raise ValueError("this server was started without --adapt, so it keeps no adaptation sessions: restart it "
+                             "with `rltrain serve ... --adapt`, or drop 'session' from the request")
+        return session
+
     async def _generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-                        top_p: float) -> tuple[str, dict[str, int], str]:
+                        top_p: float, session: str | None = None) -> tuple[str, dict[str, int], str]:
         from rltrain.engines.base import Sampling
 
         ids = self.renderer.prompt_ids(messages)
@@ -143,7 +173,8 @@ class ChatServer:
             raise ValueError(f"the prompt has {len(ids)} tokens, which leaves no room under max_model_len={self.max_model_len}")
         sampling = Sampling(max_new_tokens=min(max_tokens, room), temperature=temperature, top_p=top_p,
                             stop_token_ids=(self.renderer.end_of_turn_id,))
-        gen = await self.engine.generate(ids, sampling)
+        gen = await (self.engine.generate(ids, sampling) if session is None else
+                     self.engine.generate(ids, sampling, session=session))
         text = self.renderer.decode(gen.token_ids)
         usage = {"prompt_tokens": len(ids), "completion_tokens": len(gen.token_ids),
                  "total_tokens": len(ids) + len(gen.token_ids)}
@@ -210,9 +241,27 @@ class ChatServer:
                 return web.json_response(reply)
             return await self._stream(request, reply, bool((body.get("stream_options") or {}).get("include_usage")))
 
+        async def session(request: web.Request) -> web.Response:
+            sid = request.match_info["session"]
+            if not self.sessions:
+                return web.json_response({"error": {"message": "this server was started without --adapt: it keeps no "
+                                                               "sessions", "type": "invalid_request_error"}}, status=400)
+            if request.method == "DELETE":
+                found = await self.engine.reset_session(sid)
+                summary = {"id": sid, "reset": found}
+            else:
+                state = await self.engine.session_summary(sid)
+                found, summary = state is not None, {"id": sid, **(state or {})}
+            if not found:
+                return web.json_response({"error": {"message": f"no session {sid!r} (never used, reset, or expired)",
+                                                    "type": "not_found"}}, status=404)
+            return web.json_response(summary)
+
         app = web.Application()
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/chat/completions", chat)
+        app.router.add_get("/v1/sessions/{session}", session)
+        app.router.add_delete("/v1/sessions/{session}", session)
         return app
 
     async def _stream(self, request: Any, reply: dict[str, Any], include_usage: bool) -> Any:
@@ -247,7 +296,9 @@ async def start_server(server: ChatServer, host: str = "127.0.0.1", port: int = 
 
 
 def build_server(target: str, config: str | None = None, overrides: list[str] | None = None, engine: str = "auto",
-                 dtype: str = "bfloat16", threads: int = 2, max_model_len: int = 4096) -> ChatServer:
+                 dtype: str = "bfloat16", threads: int = 2, max_model_len: int = 4096,
+                 adapt: AdaptConfig | None = None) -> ChatServer:
+    """The server for `rltrain serve`; `adapt` (None: off) gives the engine per-session adaptation vectors."""
     from rltrain.config import load_config
     from rltrain.engines import make_engine
 
@@ -256,9 +307,9 @@ def build_server(target: str, config: str | None = None, overrides: list[str] | 
     cfg = load_config(config_path, overrides or []) if config_path else None
     run_dir = Path(config_path).parent if config_path and not config else None
     engine_obj = make_engine(engine, str(model_path), dtype=dtype, max_model_len=max_model_len, gpu_memory_utilization=0.3,
-                             kv_cache_gib=1, seed=0, threads=threads)
+                             kv_cache_gib=1, seed=0, threads=threads, adapt=adapt)
     model_id = Path(target).name if Path(target).exists() else target
-    return ChatServer(model_path, model_id, engine_obj, cfg, max_model_len, run_dir)
+    return ChatServer(model_path, model_id, engine_obj, cfg, max_model_len, run_dir, sessions=adapt is not None)
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -274,12 +325,22 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("bfloat16", "float32", "float16"), default="bfloat16")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the engine")
     p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--adapt", action="store_true",
+                   help="keep a test-time adaptation vector per request 'session' (docs/adaptation.md)")
+    p.add_argument("--adapt-lr", type=float, default=AdaptConfig.lr, help="δ's Adam learning rate (spec §5.1: 0.1)")
+    p.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps, help="Adam steps per prompt (spec §5.1: 1)")
     p.set_defaults(func=_serve_cmd)
+
+
+def adapt_of(args: argparse.Namespace) -> AdaptConfig | None:
+    """δ's optimiser from `--adapt`, `--adapt-lr`, `--adapt-steps` (None without `--adapt`)."""
+    return AdaptConfig(lr=args.adapt_lr, steps=args.adapt_steps) if args.adapt else None
 
 
 def _serve_cmd(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s serve %(levelname)s %(name)s: %(message)s")
-    server = build_server(args.target, args.config, args.overrides, args.engine, args.dtype, args.threads, args.max_model_len)
+    server = build_server(args.target, args.config, args.overrides, args.engine, args.dtype, args.threads,
+                          args.max_model_len, adapt_of(args))
 
     async def main() -> None:
         runner = await start_server(server, args.host, args.port)

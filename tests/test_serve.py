@@ -3,7 +3,8 @@
 - the reply equals the checkpoint's greedy output (computed independently with transformers' generate);
 - streaming and `usage` match the non-streamed reply;
 - the server listens on localhost only;
-- with a router config, `router_metadata.total_cost` equals the ledger's records for the request.
+- with a router config, `router_metadata.total_cost` equals the ledger's records for the request;
+- with `--adapt`, a request's `session` adapts that session's δ (issue 18), and requests without one are untouched.
 """
 
 from __future__ import annotations
@@ -96,6 +97,61 @@ def test_bad_requests_get_a_400_that_says_why(plain: Running) -> None:
 
     reply = httpx.post(f"{plain.url}/chat/completions", json={"messages": []}, timeout=30)
     assert reply.status_code == 400 and "non-empty list" in reply.json()["error"]["message"]
+
+
+def test_sessions_adapt_delta_and_leave_other_requests_alone(plain: Running, embedded_model: Path) -> None:
+    """Spec §5.1 through the endpoint: each request of a session is one more prefill of its δ (norm > 0 after the
+    first); a request without a session equals the plain server's greedy reply; DELETE resets; a server without
+    --adapt refuses a session with the fix."""
+    import httpx
+
+    from rltrain.adapt.vector import AdaptConfig
+    from rltrain.engines.hf_engine import HFEngine
+    from rltrain.serve import ChatServer
+
+    engine = HFEngine(str(embedded_model), dtype="float32", seed=0, adapt=AdaptConfig(lr=0.1, steps=1))
+    running = Running(ChatServer(embedded_model, "smollm2", engine, sessions=True))
+    try:
+        client = openai.OpenAI(base_url=running.url, api_key="unused")
+        ask = dict(model="smollm2", messages=QUESTION, temperature=0, max_tokens=12)
+        first = client.chat.completions.create(**ask, extra_body={"session": "ep-1"}).model_extra["session"]
+        second = client.chat.completions.create(**ask, extra_body={"session": "ep-1"}).model_extra["session"]
+        assert first["id"] == "ep-1" and first["prefills"] == 1 and first["adam_steps"] == 1 and first["delta_norm"] > 0
+        assert second["prefills"] == 2 and second["adam_steps"] == 2
+        shown = httpx.get(f"{running.url}/sessions/ep-1", timeout=30).json()
+        assert shown["prefills"] == 2 and shown["delta_norm"] == pytest.approx(second["delta_norm"])
+        base = client.chat.completions.create(**ask)
+        assert "session" not in base.model_extra
+        assert base.choices[0].message.content == plain_reply(plain, ask)  # no session: the base weights, untouched
+        assert httpx.delete(f"{running.url}/sessions/ep-1", timeout=30).json() == {"id": "ep-1", "reset": True}
+        assert httpx.get(f"{running.url}/sessions/ep-1", timeout=30).status_code == 404
+        again = client.chat.completions.create(**ask, extra_body={"session": "ep-1"}).model_extra["session"]
+        assert again["prefills"] == 1 and again["delta_norm"] == pytest.approx(first["delta_norm"])  # reset = fresh δ
+    finally:
+        running.close()
+    refused = httpx.post(f"{plain.url}/chat/completions", json={"messages": QUESTION, "session": "ep-1"}, timeout=30)
+    assert refused.status_code == 400 and "--adapt" in refused.json()["error"]["message"]
+
+
+def test_adapt_flag_reaches_the_engine_and_the_server() -> None:
+    """`rltrain serve MODEL --adapt --adapt-lr 0.05 --adapt-steps 2` builds an engine with that δ optimiser and a server
+    that accepts sessions; without --adapt the server refuses them (nothing started here)."""
+    import argparse
+
+    from rltrain.serve import adapt_of, add_command, build_server
+
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers())
+    args = parser.parse_args(["serve", "smollm2-135m-instruct", "--engine", "transformers", "--adapt", "--adapt-lr",
+                              "0.05", "--adapt-steps", "2"])
+    server = build_server(args.target, engine="transformers", adapt=adapt_of(args))
+    assert server.sessions and server.engine.adapt.lr == 0.05 and server.engine.adapt.steps == 2
+    assert not build_server(args.target, engine="transformers").sessions
+
+
+def plain_reply(plain: Running, ask: dict[str, Any]) -> str:
+    client = openai.OpenAI(base_url=plain.url, api_key="unused")
+    return client.chat.completions.create(**ask).choices[0].message.content
 
 
 def test_router_metadata_usd_equals_the_ledgers_records(embedded_model: Path, tiny_model: Path, tmp_path: Path) -> None:

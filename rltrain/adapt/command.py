@@ -1,6 +1,8 @@
 """`rltrain adapt CONFIG`: test-time adaptation evaluated as a 2×2 study, δ on/off × dynamics on/off (spec §5).
 
-Runs in one process on the transformers engine (the δ reference, `rltrain.engines.hf_engine`): exploration first
+Runs in one process, on the transformers engine (`engine: transformers`, the δ reference,
+`rltrain.engines.hf_engine`) or on vLLM (`engine: vllm`, the worker hook of `rltrain.engines.vllm_worker`, matched
+token by token against the reference in tests/adapt/test_vllm_adapt.py): exploration first
 when dynamics are asked for and not stored yet, then the four cells on the same held-out tasks, greedy. Prints the
 table (success, format-error rate, SpecTool pattern counts, seconds per episode) and writes, under `output`,
 `table.md`, `summary.json`, `dynamics/<env>.json` and `episodes.jsonl` (one row per episode with δ's state).
@@ -27,6 +29,10 @@ examples:
   rltrain adapt launch/configs/adapt_formats.yaml model=qwen2.5-coder-0.5b-instruct tasks=10 output=runs/adapt/qwen
       The same study with the 0.5B model as agent (install it first: scripts/install_models.sh).
 """
+
+
+ADAPT_ENGINES = ("transformers", "vllm")
+"""Values of `engine`: both serve δ sessions (`generate(session=)`, `reset_session`, `session_summary`)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class AdaptRunConfig:
         env, env_kwargs: the environment and its kwargs (e.g. formats with level 0).
         split, tasks, seed: which tasks (the test split holds the held-out formats).
         max_turns, max_new_tokens, max_model_len: episode limits.
+        engine: "transformers" (the reference; one batch at a time) or "vllm" (continuous batching; faster).
         dtype: the engine's dtype.
         adapt: δ's optimiser (spec §5.1; lr 0.1, 1 step by default).
         reset: "episode" (δ kept across an episode's turns) or "turn" (δ zeroed before each turn).
@@ -79,6 +86,7 @@ class AdaptRunConfig:
     max_turns: int = 6
     max_new_tokens: int = 128
     max_model_len: int = 2048
+    engine: str = "transformers"
     dtype: str = "bfloat16"
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     reset: str = "episode"
@@ -99,6 +107,9 @@ def load_adapt_config(path: str, overrides: list[str]) -> AdaptRunConfig:
     if bad or not cfg.cells or cfg.reset not in ("episode", "turn") or cfg.dynamics.summariser not in ("rules", "policy"):
         raise ConfigError(f"cells {bad} must be 'delta/dynamics' with on|off; reset={cfg.reset!r} must be episode|turn; "
                           f"dynamics.summariser={cfg.dynamics.summariser!r} must be rules|policy")
+    if cfg.engine not in ADAPT_ENGINES:
+        raise ConfigError(f"engine={cfg.engine!r} is not an adaptation engine; use one of {', '.join(ADAPT_ENGINES)} "
+                          f"(transformers is the reference, vllm the fast path)")
     return cfg
 
 
@@ -116,10 +127,27 @@ class EngineUser:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
         t0 = time.perf_counter()
-        gen = await self.engine.generate(ids, Sampling(max_new_tokens=request.max_tokens, temperature=0.0,
+        # the request's temperature: a strict parser's retry asks for a new sample (rltrain.adapt.dynamics.summarise)
+        gen = await self.engine.generate(ids, Sampling(max_new_tokens=request.max_tokens, temperature=request.temperature,
                                                        stop_token_ids=(self.tokenizer.eos_token_id,)))
         return UserReply(self.tokenizer.decode(gen.token_ids, skip_special_tokens=True), len(ids), len(gen.token_ids),
                          time.perf_counter() - t0, "policy")
+
+
+def make_adapt_engine(cfg: AdaptRunConfig, model_path: str) -> Any:
+    """The study's engine, with δ sessions enabled (`cfg.engine`)."""
+    if cfg.engine == "vllm":
+        import os
+
+        from rltrain.engines.vllm_engine import VLLMEngine
+
+        # KV cache sized to the work: `concurrency` episodes plus the summariser's call, of max_model_len tokens each
+        return VLLMEngine(model_path, dtype=cfg.dtype, max_model_len=cfg.max_model_len, gpu_memory_utilization=0.5,
+                          kv_cache_gib=None, max_num_seqs=cfg.concurrency + 1, seed=cfg.seed,
+                          threads=os.cpu_count() or 1, adapt=cfg.adapt)
+    from rltrain.engines.hf_engine import HFEngine
+
+    return HFEngine(model_path, dtype=cfg.dtype, seed=cfg.seed, adapt=cfg.adapt)
 
 
 async def run_study(cfg: AdaptRunConfig) -> dict[str, Any]:
@@ -130,7 +158,6 @@ async def run_study(cfg: AdaptRunConfig) -> dict[str, Any]:
     from rltrain.adapt.runner import ExploreSettings, explore, format_table, run_cell, write_jsonl
     from rltrain.agent import ChatRenderer
     from rltrain.engines.base import Sampling
-    from rltrain.engines.hf_engine import HFEngine
     from rltrain.envs import make_env
     from rltrain.envs.rllib import InProcessRulesUser
     from rltrain.models import resolve_model
@@ -140,7 +167,7 @@ async def run_study(cfg: AdaptRunConfig) -> dict[str, Any]:
     model_path = str(resolve_model(cfg.model))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     renderer = ChatRenderer(tokenizer)
-    engine = HFEngine(model_path, dtype=cfg.dtype, seed=cfg.seed, adapt=cfg.adapt)
+    engine = make_adapt_engine(cfg, model_path)
     await engine.start()
     factory = lambda: make_env(cfg.env, dict(cfg.env_kwargs))  # noqa: E731
     summariser_name = "rules (state diff)" if cfg.dynamics.summariser == "rules" else f"policy ({cfg.model})"

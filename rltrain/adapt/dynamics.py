@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from rltrain.envs.base import StepResult, TextEnv
+from rltrain.envs.judge_parsing import JudgeError, ask_strict
 from rltrain.tools.base import Tool, ToolResult
 from rltrain.types import Task
-from rltrain.users import USER_RULES, UserRequest, UserSim, parse_json_reply
+from rltrain.users import USER_RULES, UserRequest, UserSim
 
 STOP = "###STOP"
 
@@ -165,19 +166,37 @@ def summarise_by_diff(request: UserRequest) -> str:
                        "environmental_dynamics": dynamics})
 
 
-async def summarise(user: UserSim, step: RawStep, episode: str, call: int, max_tokens: int = 256) -> Transition | None:
-    """One change-summariser call (hat "judge"); None when the reply holds no usable JSON."""
+def _summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The summariser's JSON, strictly: `environmental_dynamics` must be a non-empty string."""
+    dynamics = data["environmental_dynamics"]
+    if not isinstance(dynamics, str) or not dynamics.strip():
+        raise JudgeError("environmental_dynamics must be a non-empty string")
+    return data
+
+
+async def summarise(user: UserSim, step: RawStep, episode: str, call: int, max_tokens: int = 256,
+                    retries: int = 2) -> tuple[Transition | None, int]:
+    """One change-summariser call (hat "judge"), parsed strictly and asked again while malformed (issue 17).
+
+    Returns the record (None when every attempt was malformed: the summariser's failure, so no record, never an
+    invented one) and the number of malformed replies. A retry samples at temperature 0.7 under another call
+    index, since a temperature-0 model would repeat the same reply.
+    """
     content = (f"State before:\n{step.before or '(not shown)'}\n\nAction:\n{step.action}\n\n"
                f"Observation:\n{step.observation}\n\nState after:\n{step.after or '(not shown)'}")
-    request = UserRequest(hat="judge", system=SUMMARISER_SYSTEM, messages=({"role": "user", "content": content},),
-                          rule="dynamics_summary", context=asdict(step), episode=episode, call=call,
-                          max_tokens=max_tokens)
-    reply = await user.respond(request)
-    data = parse_json_reply(reply.text)
-    if not data or not str(data.get("environmental_dynamics", "")).strip():
-        return None
-    return Transition(str(data.get("initial_state", step.before))[:400], step.action,
-                      str(data["environmental_dynamics"])[:600])
+
+    async def ask(retry: int) -> str:
+        request = UserRequest(hat="judge", system=SUMMARISER_SYSTEM, messages=({"role": "user", "content": content},),
+                              rule="dynamics_summary", context=asdict(step), episode=episode,
+                              call=call + 1000 * retry, max_tokens=max_tokens, temperature=0.7 if retry else 0.0)
+        return (await user.respond(request)).text
+
+    data, tries, reasons = await ask_strict(ask, _summary, retries)
+    if data is None:
+        return None, len(reasons)
+    record = Transition(str(data.get("initial_state", step.before))[:400], step.action,
+                        str(data["environmental_dynamics"])[:600])
+    return record, len(reasons)
 
 
 def _norm(text: str) -> str:

@@ -126,7 +126,9 @@ async def explore(env_factory: Any, engine: RolloutEngine, renderer: ChatRendere
         counts["failed"] += traj.failure is not None
         for k, step in enumerate(env.steps):
             counts["calls"] += 1
-            record = await summarise(summariser, step, f"explore-{n}", k)
+            record, malformed = await summarise(summariser, step, f"explore-{n}", k)
+            counts["malformed_summaries"] += malformed
+            counts["failed_summaries"] += record is None
             if record is not None:
                 raw.append(record)
                 seen.append((record.initial_state[:80], record.action))

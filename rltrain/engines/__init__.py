@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 from rltrain.engines.base import RolloutEngine, Sampling
+
+if TYPE_CHECKING:
+    from rltrain.adapt.vector import AdaptConfig
 
 __all__ = ["RolloutEngine", "Sampling", "make_engine", "vllm_available"]
 
@@ -14,8 +18,9 @@ def vllm_available() -> bool:
 
 
 def make_engine(kind: str, model_path: str, *, dtype: str, max_model_len: int, gpu_memory_utilization: float,
-                kv_cache_gib: int, seed: int, threads: int) -> RolloutEngine:
-    """Build the engine named by `rollout.engine` (`auto` picks vLLM where installed)."""
+                kv_cache_gib: int, seed: int, threads: int, adapt: AdaptConfig | None = None) -> RolloutEngine:
+    """Build the engine named by `rollout.engine` (`auto` picks vLLM where installed); `adapt` enables per-session
+    adaptation vectors (rltrain.adapt) in either engine."""
     if kind == "auto":
         kind = "vllm" if vllm_available() else "transformers"
     if kind == "vllm":
@@ -24,7 +29,7 @@ def make_engine(kind: str, model_path: str, *, dtype: str, max_model_len: int, g
         from rltrain.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine(model_path, dtype=dtype, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                          kv_cache_gib=kv_cache_gib, seed=seed, threads=threads)
+                          kv_cache_gib=kv_cache_gib, seed=seed, threads=threads, adapt=adapt)
     from rltrain.engines.hf_engine import HFEngine
 
-    return HFEngine(model_path, dtype=dtype, seed=seed)
+    return HFEngine(model_path, dtype=dtype, seed=seed, adapt=adapt)

@@ -173,6 +173,32 @@ def test_packed_rows_survive_micro_batching():
     torch.testing.assert_close(one[0][part.loss_mask[0]], whole[1, :width][part.loss_mask[0]], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_filler_rows_are_short_and_change_nothing(layout, fused):
+    """`fill_to` rows: a micro-batch of them alone is 2 positions wide, runs through every log-prob path, and the
+    SFT loss and gradients of the filled batch equal the unfilled batch's (they carry no loss)."""
+    from rltrain.batching import fill_to
+
+    model = _model()
+    samples = _samples()
+    batch = samples_to_batch(samples, 0) if layout == "padded" else packed_batch(samples, 0, capacity=16)
+    filled = fill_to(batch, len(batch) + 2)
+    fillers = filled.select(torch.arange(len(batch), len(batch) + 2))
+    assert fillers.input_ids.shape == (2, 2) and not fillers.loss_mask.any()
+    lp, ent = token_logprobs_of(model, fillers, device=CPU, with_entropy=True, fused=fused)
+    assert torch.isfinite(lp).all() and torch.isfinite(ent).all()
+    losses, grads = [], []
+    for b in (batch, filled):
+        loss, _ = _sft_loss(model, b, fused=fused)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(_grads(model))
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=0)
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
 # ---------------------------------------------------------------- fused LM head
 
 

@@ -24,15 +24,22 @@ def test_config_loads_and_rejects_bad_values():
         load_adapt_config(CONFIG, ["adapt.softmax_mask=other"])
     with pytest.raises(ConfigError, match="cells"):
         load_adapt_config(CONFIG, ["cells=[on/maybe]"])
+    with pytest.raises(ConfigError, match="engine='sglang'.*transformers, vllm"):
+        load_adapt_config(CONFIG, ["engine=sglang"])
     sub = argparse.ArgumentParser().add_subparsers()
     add_command(sub)
     assert "adapt" in sub.choices
 
 
-def test_study_runs_on_the_tiny_model_and_records_delta_per_episode(tiny_model, tmp_path):
+@pytest.mark.parametrize("engine", ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)])
+def test_study_runs_on_the_tiny_model_and_records_delta_per_episode(tiny_model, tmp_path, engine):
+    """Both engines serve the study's sessions: δ adapts per episode (prefills, norm > 0) and is reset after it."""
+    if engine == "vllm":
+        pytest.importorskip("vllm")
     cfg = load_adapt_config(CONFIG, [f"model={tiny_model}", "tasks=2", "max_turns=1", "max_new_tokens=6",
                                      "dtype=float32", "cells=[off/off, on/on]", "dynamics.steps=1",
-                                     "dynamics.episodes_per_persona=1", f"output={tmp_path}"])
+                                     "dynamics.episodes_per_persona=1", f"output={tmp_path}", f"engine={engine}",
+                                     "max_model_len=1024"])
     summary = asyncio.run(run_study(cfg))
     rows = {(r["delta"], r["dynamics"]): r for r in summary["rows"]}
     assert set(rows) == {("off", "off"), ("on", "on")} and all(r["episodes"] == 2 for r in rows.values())

@@ -11,11 +11,13 @@ import pytest
 from rltrain.adapt.dynamics import (
     STOP,
     DynamicsStore,
+    RawStep,
     Transition,
     consolidate,
     dynamics_prompt,
     exploration_system,
     personas_for,
+    summarise,
     with_dynamics,
 )
 from rltrain.adapt.runner import ExploreSettings, GroundedEnv
@@ -23,6 +25,7 @@ from rltrain.engines.base import RolloutEngine, Sampling
 from rltrain.envs.formats import FormatsEnv, solve
 from rltrain.envs.rllib import InProcessRulesUser
 from rltrain.types import Generation
+from rltrain.users import UserReply, UserRequest
 
 
 def test_consolidation_drops_no_change_records_and_duplicates():
@@ -159,3 +162,32 @@ def test_session_engine_resets_per_turn_or_per_episode():
         assert [c[0] for c in inner.calls] == expected and {c[1] for c in inner.calls} == {"ep-1"}
     with pytest.raises(ValueError, match="adapt.reset"):
         SessionEngine(Recorder(), "x", "sometimes")
+
+
+class ScriptedSummariser:
+    """A `UserSim` that sends the given replies in order and records the requests (logic only, no engine)."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies, self.requests = list(replies), []
+
+    async def respond(self, request: UserRequest) -> UserReply:
+        self.requests.append(request)
+        return UserReply(text=self.replies.pop(0), backend="scripted")
+
+
+@pytest.mark.parametrize("replies,malformed,dynamics", [
+    (['{"initial_state": "s0", "environmental_dynamics": "pending rose by 2"}'], 0, "pending rose by 2"),
+    (["The pending count went up.", '{"environmental_dynamics": ""}',
+      '{"initial_state": "s0", "environmental_dynamics": "pending rose by 2"}'], 2, "pending rose by 2"),
+    (["no json", '{"dynamics": "x"}', '{"environmental_dynamics": ["x"]}'], 3, None),
+])
+def test_summariser_replies_are_parsed_strictly_and_retried(replies, malformed, dynamics):
+    """Issue 17: the change summariser is a judge like the gyms' (strict JSON, two retries, then no record)."""
+    user = ScriptedSummariser(replies)
+    step = RawStep(before="pending 0", action='{"name": "add"}', after="pending 2", observation="ok")
+    record, bad = asyncio.run(summarise(user, step, "explore-0", 4))
+    assert bad == malformed and len(user.requests) == len(replies)
+    assert (record.environmental_dynamics if record else None) == dynamics
+    # a retry is a new sample: another call index (its own seed) and temperature > 0
+    assert len({r.call for r in user.requests}) == len(user.requests)
+    assert [r.temperature > 0 for r in user.requests] == [False] + [True] * (len(replies) - 1)

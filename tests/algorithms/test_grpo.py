@@ -80,7 +80,11 @@ def test_filler_rows_are_masked() -> None:
     batch, _ = grpo().make_batch([traj(0, 1.0, [1], [2, 3]), traj(0, 0.0, [1], [2])], PAD0)
     full = fill_to(batch, 4)
     assert len(full) == 4 and not full.loss_mask[2:].any() and full.advantages[2:].abs().sum() == 0
-    assert full.attention_mask[2:].sum() > 0  # real tokens, so the forward pass is well defined
+    # two real tokens each (one predicted position, so the forward pass is well defined), nothing more: a
+    # micro-batch of fillers alone is trimmed to 2 positions instead of costing a copy of row 0
+    assert full.attention_mask[2:].tolist() == [[1, 1, 0], [1, 1, 0]]
+    assert full.input_ids[2:, :2].tolist() == [full.input_ids[0, :2].tolist()] * 2
+    assert full.select(torch.tensor([2, 3])).input_ids.shape == (2, 2)
 
 
 def test_registry() -> None:
