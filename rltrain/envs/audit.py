@@ -6,8 +6,9 @@ A spoiled episode is one where the user (or judge)
   that rejects a guess which IS the entity's name, an Intention evaluator that misses the detail whose
   authored question was asked verbatim, or a Travel judge that types a grammar question about a hidden
   preference as anything but 2 (or one about a subcategory without a hidden preference as 2), contradicts it too;
-- leaks the answer: a reply the agent sees names the hidden entity (Telepathy) or states a hidden preference
-  word for word (Travel), by string match;
+- leaks the answer: a reply the agent sees names the hidden entity (Telepathy), states a hidden preference
+  word for word (Travel), or states a hidden detail the question did not cover (Intention's free-text
+  responder), by string match;
 - breaks its persona (optional, `persona=True`): a role-play reply that says it is an AI or a language model.
 
 Cheap by design: no model call. Where the oracle cannot decide (Maybe, free text), nothing is flagged, so the
@@ -114,6 +115,10 @@ def audit_call(request: UserRequest, reply: UserReply, data: Mapping[str, Any], 
         if isinstance(covered, list) and asked and not set(asked) <= set(covered):
             flags.append(Flag(request.key, "contradiction",
                               f"{ctx.get('question')!r} is the authored question of details {asked}; covered {covered}"))
+    elif rule == "intention.respond":  # free text: a detail the question did not cover, stated outright, is a leak
+        for description in ctx.get("withheld_descriptions", []):
+            if normalize(description) and normalize(description) in normalize(text):
+                flags.append(Flag(request.key, "leak", f"states a detail that was not asked: {description!r}"))
     elif rule == "travel.judge":
         flags += _travel_judgment(request, text)
     elif rule.startswith("travel.") and rule != "travel.search":

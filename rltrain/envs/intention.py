@@ -136,11 +136,14 @@ class IntentionGym(JudgedGym):
         related, indices = evaluation if evaluation is not None else (True, [])
         covered = [self.remaining[i - 1] for i in indices]
         conversation = [m for q, a in recent for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
-        reply = await self.ask(UserRequest(
+        withheld = [d["description"] for i, d in enumerate(self.remaining, 1) if i not in indices]
+        request = UserRequest(
             hat="user", system=RESPONDER_SYSTEM.format(task=data["task"], category=data["category"]),
             messages=(*conversation, {"role": "user", "content": content}), rule="intention.respond",
             context={"task": data["task"], "question": content, "is_task_related": related,
-                     "covered_descriptions": [d["description"] for d in covered]}))
+                     "covered_descriptions": [d["description"] for d in covered], "withheld_descriptions": withheld})
+        reply = await self.ask(request)
+        self._audit(request, self.user_calls[-1])  # a free-text reply: audited for leaks, not parsed
         self.exchanges.append((content, reply.text))
         reward = 0.0
         if covered:

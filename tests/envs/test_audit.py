@@ -100,6 +100,27 @@ def test_evaluator_missing_the_asked_detail_is_flagged() -> None:
     assert [f.kind for f in flags] == ["contradiction"]
 
 
+class Leaky(RulesUser):
+    """The rules user whose free-text Intention replies also state every detail the question did not ask."""
+
+    async def respond(self, request: UserRequest) -> UserReply:
+        reply = await super().respond(request)
+        if request.rule != "intention.respond":
+            return reply
+        return UserReply(text=reply.text + " Also: " + " ".join(request.context["withheld_descriptions"]), backend="leaky")
+
+
+def test_intention_free_text_reply_stating_unasked_details_is_flagged() -> None:
+    """Intention's responder is plain text (not parsed strictly), so it is audited by string match: each hidden
+    detail it states without being asked is a leak; the truthful rules reply to the same question has none."""
+    task = all_tasks("intention", "train")[0]
+    question = task.data["missing_details"][0]["inquiry"]
+    flags = episode("intention", task.task_id, Leaky(), [f"[action] {question}"])
+    withheld = len(task.data["missing_details"]) - 1
+    assert withheld >= 1 and [f.kind for f in flags] == ["leak"] * withheld
+    assert episode("intention", task.task_id, RulesUser(), [f"[action] {question}"]) == []
+
+
 def travel_moves(data: dict) -> list[str]:
     """A grammar question about every hidden preference, then a list of every keyword and a vague question."""
     from rltrain.envs.travel_data import CATALOG
