@@ -50,6 +50,7 @@ from rltrain.groups import (
     shutdown_actors,
     targets,
 )
+from rltrain.models import base_model_name
 from rltrain.preflight import Preflight, prepare
 from rltrain.report import write_report
 from rltrain.telemetry import MetricsLog as MetricsLog  # re-exported: it used to live here
@@ -147,7 +148,7 @@ class Trainer:
             logger.info("Starting reward accountant (fn=%s, timeout %.0fs)", prep.reward_fn, cfg.reward.timeout_s)
             self.rewards = RewardGroup(cfg, prep.reward_fn, tag, self._stack)
             # every model call of every role (policy, users, judges, pool) is priced and totalled here (docs/costs.md)
-            self.ledger = start_ledger(cfg.costs, tag, str(run_dir), Path(prep.model_path).name)
+            self.ledger = start_ledger(cfg.costs, tag, str(run_dir), base_model_name(prep.model_path))
             self._stack.callback(shutdown_actors, [self.ledger], None)
             self.budget_reached: str | None = None
             placement = Placement(cfg, tag, self._stack, prep.needs_users)  # one for all roles: colocated ones share groups

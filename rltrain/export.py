@@ -34,7 +34,7 @@ from rltrain.config import RunConfig
 from rltrain.config.loader import build
 from rltrain.engines import vllm_available
 from rltrain.errors import ConfigError
-from rltrain.models import resolve_model
+from rltrain.models import base_model_name, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,8 @@ def write_model_card(folder: Path, config: dict[str, Any] | None, metrics: dict[
     """README.md with hub metadata, where the weights come from, the training config and the final metrics."""
     shown = {k: v for k, v in metrics.items() if not k.startswith("time/")}
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in shown.items())
-    card = ["---", "library_name: transformers", "tags: [rltrain, reinforcement-learning]", "---", "",
+    base = [f"base_model: {base_model_name(config['model']['name'])}"] if config and config.get("model") else []
+    card = ["---", "library_name: transformers", *base, "tags: [rltrain, reinforcement-learning]", "---", "",
             f"# {folder.name}", "", f"Trained with rltrain; exported from {source}.", ""]
     if rows:
         card += ["## Final metrics", "", "| metric | value |", "|---|---|", rows, ""]

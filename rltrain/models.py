@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,22 @@ INSTALL_SCRIPT = "scripts/install_models.sh"
 def default_cache_dir() -> Path:
     """Where converted models live: `$RLTRAIN_CACHE`, else `~/.cache/rltrain`."""
     return Path(os.environ.get("RLTRAIN_CACHE", Path.home() / ".cache" / "rltrain"))
+
+
+def base_model_name(model: str | Path) -> str:
+    """The name a model is priced and described by (price tables, the ledger, model cards).
+
+    An rltrain export folder names, in its model card's `base_model`, the model its training started from (through
+    any chain of runs: SFT, then RL from the SFT export); other folders go by their folder name, names as given.
+    Without this a checkpoint `runs/<name>/final` would be priced as a model called "final".
+    """
+    card = Path(model).expanduser() / "README.md"
+    if card.is_file():
+        head = card.read_text(encoding="utf-8", errors="replace").split("\n---", 1)[0]
+        found = re.search(r"^base_model:\s*(\S+)\s*$", head, re.MULTILINE)
+        if found:
+            return found.group(1)
+    return Path(model).name if Path(model).expanduser().exists() else str(model)
 
 
 def resolve_model(name: str, cache_dir: Path | None = None) -> Path:

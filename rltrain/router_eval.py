@@ -25,6 +25,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rltrain.models import base_model_name
+
 logger = logging.getLogger(__name__)
 
 FIXED_SYSTEM = ("You are a helpful assistant. Solve the problem step by step in plain text (no code), then end with "
@@ -92,7 +94,7 @@ async def evaluate_router(cfg: Any, model_path: str, n_tasks: int, lams: list[fl
 
     renderer = ChatRenderer(AutoTokenizer.from_pretrained(model_path))
     greedy = Sampling(max_new_tokens=rc.max_new_tokens, temperature=0.0, stop_token_ids=(renderer.end_of_turn_id,))
-    policy_name = Path(cfg.model.name).name
+    policy_name = base_model_name(model_path)  # a checkpoint is priced as the model it was trained from
     results: dict[str, dict[str, float]] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rltrain.adapt.vector import AdaptConfig
+from rltrain.models import base_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class ChatServer:
                                  tools=tool_settings(self.cfg.env, env, self.cfg.users))
         if traj.failed:
             raise RuntimeError(f"the routing loop failed: {traj.failure}")
-        records = self.ledger.add(records_from_trajectory(traj, self.model_id, step=-1, run="serve"))
+        records = self.ledger.add(records_from_trajectory(traj, base_model_name(self.model_path), step=-1, run="serve"))
         meta = env.metadata()
         routes = getattr(env, "routes", [])
         if routes and routes[-1].route_to == ("user",):

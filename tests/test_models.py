@@ -33,3 +33,22 @@ def test_generation_stops_at_end_of_turn(embedded_model: Path) -> None:
     new = out[0, ids.shape[1]:].tolist()
     assert new[-1] == tokenizer.eos_token_id and len(new) < 40
     assert "Paris" in tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_checkpoints_are_named_and_priced_as_the_model_they_were_trained_from(tmp_path: Path) -> None:
+    """An export's model card names its `base_model`, through a chain of runs (SFT, then RL from the SFT export), so
+    the ledger and `rltrain eval` of a router checkpoint price it as that model, not as a model called "final"."""
+    from rltrain.costs import load_price_table
+    from rltrain.export import write_model_card
+    from rltrain.models import base_model_name
+
+    sft, rl, bare = tmp_path / "sft" / "final", tmp_path / "rl" / "final", tmp_path / "bare"
+    for folder in (sft, rl, bare):
+        folder.mkdir(parents=True)
+    write_model_card(sft, {"model": {"name": "smollm2-135m-instruct"}}, {"sft/nll": 0.1}, "`rltrain sft` run sft")
+    write_model_card(rl, {"model": {"name": str(sft)}}, {}, "`rltrain train` run rl")
+    assert "base_model: smollm2-135m-instruct" in (rl / "README.md").read_text()
+    assert base_model_name(rl) == base_model_name(sft) == "smollm2-135m-instruct"
+    assert base_model_name(bare) == "bare" and base_model_name("qwen2.5-coder-0.5b-instruct") == "qwen2.5-coder-0.5b-instruct"
+    table = load_price_table("synthetic-cpu")
+    assert table.usd(base_model_name(rl), 1000, 100) == table.usd("smollm2-135m-instruct", 1000, 100) > 0
