@@ -110,10 +110,17 @@ def fenced_json(value: dict[str, Any]) -> str:
     return f"```json\n{json.dumps(value)}\n```"
 
 
+TaskSource = Callable[[], Mapping[str, list[dict[str, Any]]]]
+TASK_SOURCES: Registry[TaskSource] = Registry("task source")
+"""Gyms whose tasks a seeded generator builds at load time (deterministic, so every process sees the same tasks),
+by the `data_file` name they would otherwise read: a set at UserRL scale need not ship as megabytes of JSON."""
+
+
 @functools.cache
 def load_tasks(data_file: str) -> dict[str, tuple[dict[str, Any], ...]]:
-    """The train and test tasks of one gym's JSON file (read once per process)."""
-    raw = json.loads((DATA_DIR / data_file).read_text())
+    """The train and test tasks of one gym: its registered generator (`TASK_SOURCES`), else its JSON file under
+    `rltrain/envs/data/` (built once per process)."""
+    raw = TASK_SOURCES.get(data_file)() if data_file in TASK_SOURCES else json.loads((DATA_DIR / data_file).read_text())
     return {split: tuple(raw[split]) for split in ("train", "test")}
 
 

@@ -1,4 +1,4 @@
-"""The seeded generator of TravelGym's scenarios (spec §2.1), written to `rltrain/envs/data/travel.json`.
+"""The seeded generator of TravelGym's scenarios (spec §2.1), built when the tasks are first loaded.
 
 UserBench's scenarios are LLM-authored and not redistributable here, so ours are built from a hand-written
 catalog of preferences. Every preference constrains one field of an aspect's options, so "correct" is
@@ -11,11 +11,12 @@ decidable by construction:
 
 Option ids are the aspect's initial plus a number (`^[ACFHR]\\d+$`), numbered in random order so that the id
 says nothing about the category. Shapes follow UserBench's `wanted_num` (one digit per aspect, the digit is
-that aspect's number of preferences); six scenarios per shape, and one of each six is in the test split
-(8 of 48, 16.7%; UserRL splits every difficulty file 85/15, spec §2.4).
+that aspect's number of preferences); 60 scenarios per shape, and 10 of each 60 are in the test split (80 of 480,
+16.7%; UserRL splits every difficulty file 85/15, spec §2.4, and has 360-570 training tasks per gym).
 
-Regenerate (deterministic; a test checks the shipped file equals this output):
-    .venv/bin/python -m rltrain.envs.travel_data
+The set is not shipped as a file (it would be 7 MB of JSON): `generate` is registered as the `travel.json` task
+source (`rltrain.envs.judged.TASK_SOURCES`) and runs once per process (about 1.3 s), deterministically. To look at
+it: `.venv/bin/python -m rltrain.envs.travel_data OUT.json`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rltrain.envs.judged import render_data_file
+from rltrain.envs.judged import TASK_SOURCES, render_data_file
 
-DATA_FILE = Path(__file__).parent / "data" / "travel.json"
 SHAPES = ("22", "33", "44", "233", "333", "334", "444", "2222")
-PER_SHAPE = 6
+PER_SHAPE = 60
+TEST_PER_SHAPE = 10
 ASPECTS = ("flight", "hotel", "apartment", "rental_car", "restaurant")
 ASPECT_INITIAL = {"flight": "F", "hotel": "H", "apartment": "A", "rental_car": "C", "restaurant": "R"}
 ASPECT_WORDS = {  # how people name each aspect; the rules judges look for these (whole-word prefixes)
@@ -284,15 +285,16 @@ def _scenario(rng: random.Random, shape: str, index: int) -> dict[str, Any]:
     return record
 
 
+@TASK_SOURCES.register("travel.json")
 def generate(seed: int = 42) -> dict[str, list[dict[str, Any]]]:
-    """All scenarios, split per shape: one of every `PER_SHAPE` goes to test (chosen by the seed)."""
+    """All scenarios, split per shape: `TEST_PER_SHAPE` of every `PER_SHAPE` go to test (chosen by the seed)."""
     rng = random.Random(seed)
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
     for shape in SHAPES:
         scenarios = [_scenario(rng, shape, i) for i in range(PER_SHAPE)]
-        test_index = rng.randrange(PER_SHAPE)
+        test = set(rng.sample(range(PER_SHAPE), TEST_PER_SHAPE))
         for i, scenario in enumerate(scenarios):
-            splits["test" if i == test_index else "train"].append(scenario)
+            splits["test" if i in test else "train"].append(scenario)
     return splits
 
 
@@ -301,6 +303,9 @@ def render(splits: dict[str, list[dict[str, Any]]]) -> str:
     return render_data_file(splits, ("train", "test"))
 
 if __name__ == "__main__":
-    DATA_FILE.parent.mkdir(exist_ok=True)
-    DATA_FILE.write_text(render(generate()))
-    print(f"wrote {DATA_FILE}")
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m rltrain.envs.travel_data OUT.json  (writes the generated scenarios, to look at)")
+    Path(sys.argv[1]).write_text(render(generate()))
+    print(f"wrote {sys.argv[1]}")

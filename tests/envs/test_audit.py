@@ -3,6 +3,7 @@ ones (the false-positive rate is measured on clean episodes played against the t
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
@@ -20,7 +21,7 @@ from rltrain.envs.audit import (
     episode_weight,
 )
 from rltrain.envs.judged import load_tasks
-from rltrain.types import Trajectory
+from rltrain.types import Task, Trajectory
 from rltrain.users import UserReply, UserRequest
 from tests.envs.conftest import RulesUser
 
@@ -52,7 +53,9 @@ def all_tasks(name: str, split: str) -> list:
 def played(name: str, task_id: str, user, moves: list[str]) -> tuple[list[tuple[UserRequest, UserReply]], list[dict], dict]:
     """(the offline audit's log, the call records the gym kept, the task data) of one episode."""
     env = make_env(name, {})
-    task = next(t for split in ("train", "test") for t in all_tasks(name, split) if t.task_id == task_id)
+    split, raw = next((split, t) for split in ("train", "test") for t in load_tasks(f"{name}.json")[split]
+                      if t["id"] == task_id)
+    task = Task(task_id=task_id, data={**copy.deepcopy(raw), "split": split})  # as JudgedGym.tasks builds it
     audited = AuditingUser(user)
     env.bind_user(audited, f"{task_id}#0")
     env.reset(task)

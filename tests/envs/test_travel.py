@@ -22,7 +22,7 @@ from rltrain.envs.travel import (
     SEARCH_WRONG,
     VAGUE_REPLY,
 )
-from rltrain.envs.travel_data import ASPECT_INITIAL, CATALOG, DATA_FILE, generate, render
+from rltrain.envs.travel_data import ASPECT_INITIAL, CATALOG, generate
 from rltrain.types import Task
 from rltrain.users import UserSimError
 from tests.envs.conftest import RulesUser, ScriptedUser, papers_rule
@@ -222,12 +222,16 @@ def test_finish_truncation_and_bad_verbs(travel) -> None:
     assert make_env("travel", {}).max_steps == 20
 
 
-def test_shipped_scenarios() -> None:
-    """The data file is the generator's output; splits are disjoint; options are what their category says."""
+def test_generated_scenarios() -> None:
+    """The gym's tasks are the seeded generator's output (the same in every process); UserRL scale (issue 17:
+    hundreds of train tasks, >= 50 test); splits disjoint by scenario; options are what their category says."""
+    from rltrain.envs.judged import load_tasks
+
     splits = generate()
-    assert DATA_FILE.read_text() == render(splits), "regenerate: python -m rltrain.envs.travel_data"
+    assert {k: list(v) for k, v in load_tasks("travel.json").items()} == splits == generate()
     train, test = ({s["id"] for s in splits[k]} for k in ("train", "test"))
-    assert len(train) + len(test) >= 24 and len(test) / (len(train) + len(test)) >= 0.15 and not train & test
+    assert len(train) >= 360 and len(test) >= 50 and not train & test
+    assert not {s["scenario"] for s in splits["train"]} & {s["scenario"] for s in splits["test"]}
     assert {"22", "33", "233"} <= {s["wanted_num"] for s in splits["train"] + splits["test"]}
     for scenario in splits["train"] + splits["test"]:
         assert [len(scenario[a]["preferences"]) for a in scenario["dimensions"]] == [int(d) for d in scenario["wanted_num"]]
