@@ -1,6 +1,6 @@
 """Unique templates and entities per judged gym and split: `python -m rltrain.envs.taskgen.stats`.
 
-An entity is what a task is about (Telepathy's hidden entity, Turtle's story, Persuade's claim, Intention's
+An entity is what a task is about (Telepathy's hidden entity, Turtle's story (its surface), Persuade's claim, Intention's
 request text, Travel's scenario); a template is the generator template that produced it (`template` field), or
 the task itself when it was authored by hand.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from rltrain.envs.judged import load_tasks
 
-ENTITY = {"telepathy": "target_entity", "turtle": "title", "persuade": "claim", "intention": "task", "travel": "scenario"}
+ENTITY = {"telepathy": "target_entity", "turtle": "surface", "persuade": "claim", "intention": "task", "travel": "scenario"}
 
 
 def stats() -> dict[str, dict[str, dict[str, int]]]:

@@ -5,8 +5,10 @@ and each criterion `facts` (the propositions that cover it when stated as the ta
 by its negation); `solution` is a story told in that grammar
 (one proposition per sentence), the legitimate answer the stuffing tests compare against. The false
 propositions are the tempting wrong explanations: a story that lists candidate explanations asserts some of
-them and scores 0. `python -m rltrain.envs.taskgen.turtle` rewrites `rltrain/envs/data/turtle.json` in place
-(ids, texts and rubric weights unchanged; the rules-only `keywords` are dropped).
+them and scores 0. `python -m rltrain.envs.taskgen.turtle` rewrites `rltrain/envs/data/turtle.json` in place:
+the 25 authored stories (ids, texts and rubric weights unchanged; the rules-only `keywords` are dropped), then the
+seeded variations of the story families in `rltrain.envs.taskgen.turtle_families` (whole families held out for
+test).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from rltrain.envs.judged import DATA_DIR, render_data_file
 from rltrain.envs.questions import Facts
+from rltrain.envs.taskgen.turtle_families import family_tasks
 
 C = "the cabin is the cabin of a small airplane that crashed into the mountain"
 S = "at baggage claim she took an identical suitcase belonging to someone else"
@@ -181,10 +184,16 @@ def enrich(task: dict[str, Any]) -> dict[str, Any]:
             "solution": solution(criteria_facts)}
 
 
+def build(authored: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The task file's splits: the authored stories (generated ones, which carry a `template`, are rebuilt) enriched,
+    then the family variations."""
+    families = family_tasks()
+    return {split: [enrich(t) for t in rows if "template" not in t] + families[split] for split, rows in authored.items()}
+
+
 def main() -> None:
     path = DATA_DIR / "turtle.json"
-    data = json.loads(path.read_text())
-    data = {split: [enrich(t) for t in rows] for split, rows in data.items()}
+    data = build(json.loads(path.read_text()))
     path.write_text(render_data_file(data, ("train", "test")))
     print(json.dumps({split: len(rows) for split, rows in data.items()}))
 
