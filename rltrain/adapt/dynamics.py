@@ -124,6 +124,7 @@ class ExplorationEnv(TextEnv):
         self.inner, self.persona, self.seen = inner, persona, list(seen)
         self.steps: list[RawStep] = []
         self.stopped = False
+        self.early_stops = 0  # ###STOP written before any call (refused)
 
     def state(self) -> str:
         fn = getattr(self.inner, "state_text", None)
@@ -145,9 +146,12 @@ class ExplorationEnv(TextEnv):
         return [_RecordingTool(tool, self) for tool in self.inner.tools()]
 
     def step(self, action: str) -> StepResult:
-        if STOP in action:
+        if STOP in action and self.steps:
             self.stopped = True
             return StepResult(None, terminated=True)
+        if STOP in action:  # small models echo the stop word at once; an exploration without a call records nothing
+            self.early_stops += 1
+            return StepResult(f"Nothing is recorded yet: make at least one tool call before writing {STOP}.")
         return StepResult(f"Keep exploring with one tool call, or write {STOP}.")
 
 

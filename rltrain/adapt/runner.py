@@ -123,6 +123,7 @@ async def explore(env_factory: Any, engine: RolloutEngine, renderer: ChatRendere
                                  max_turns=settings.steps, max_model_len=settings.max_model_len)
         counts["episodes"] += 1
         counts["stopped"] += env.stopped
+        counts["early_stops_refused"] += env.early_stops
         counts["failed"] += traj.failure is not None
         for k, step in enumerate(env.steps):
             counts["calls"] += 1

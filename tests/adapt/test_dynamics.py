@@ -191,3 +191,19 @@ def test_summariser_replies_are_parsed_strictly_and_retried(replies, malformed, 
     # a retry is a new sample: another call index (its own seed) and temperature > 0
     assert len({r.call for r in user.requests}) == len(user.requests)
     assert [r.temperature > 0 for r in user.requests] == [False] + [True] * (len(replies) - 1)
+
+
+def test_exploration_stop_needs_a_recorded_call_first():
+    """###STOP before any tool call is refused (small models echo it at once, and such an exploration records
+    nothing); after a recorded call it ends the episode."""
+    from rltrain.adapt.dynamics import ExplorationEnv
+
+    env = ExplorationEnv(FormatsEnv(level=1), ("shopkeeper", "runs a small shop"), [])
+    task = env.tasks("train", 1, 0)[0]
+    env.reset(task)
+    early = env.step(f"I understand. {STOP}")
+    assert not early.terminated and "at least one tool call" in early.observation and env.early_stops == 1
+    (name, args), _ = solve(env.inner, task)
+    tool = {t.name: t for t in env.tools()}[name]
+    asyncio.run(tool.execute(args, env))
+    assert len(env.steps) == 1 and env.step(STOP).terminated and env.stopped
